@@ -1,0 +1,65 @@
+# ngx_http_kcd_module — build, test and demo.
+#
+#   make          build build/ngx_http_kcd_module.so against the installed nginx
+#   make deps     install every Debian package the project needs (idempotent)
+#   make test     deps + build + every test suite (prove)
+#   make demo     deps + build + a throwaway domain, backend and nginx to try
+#   make bench    benchmarks (bench/), results to stdout
+
+NGINX_SRC  ?= /usr/share/nginx/src
+BUILD      ?= build
+NGINX_BIN  ?= /usr/sbin/nginx
+CC         ?= cc
+KCD_CFLAGS ?= -Wall -Wextra -Wno-unused-parameter -Werror -g -O2
+
+SRCS = $(wildcard ngx_http_*.c) $(wildcard ngx_http_*.h) config
+
+.PHONY: all module deps test unit demo demo-stop bench clean tools
+
+all: module tools
+
+module: $(BUILD)/ngx_http_kcd_module.so
+
+$(BUILD)/nginx/objs/Makefile: config
+	@test -d $(NGINX_SRC)/auto || { echo "no nginx source tree in $(NGINX_SRC): run 'make deps' (package nginx-dev) or set NGINX_SRC"; exit 1; }
+	rm -rf $(BUILD)/nginx
+	mkdir -p $(BUILD)
+	cp -a $(NGINX_SRC) $(BUILD)/nginx
+	cd $(BUILD)/nginx && \
+	  sh $(CURDIR)/tools/configure-nginx.sh $(CURDIR) $(NGINX_BIN)
+
+$(BUILD)/ngx_http_kcd_module.so: $(BUILD)/nginx/objs/Makefile $(SRCS)
+	$(MAKE) -C $(BUILD)/nginx -f objs/Makefile modules \
+	    CFLAGS="$$(sed -n 's/^CFLAGS = //p' $(BUILD)/nginx/objs/Makefile) $(KCD_CFLAGS)"
+	cp $(BUILD)/nginx/objs/ngx_http_kcd_module.so $@
+
+tools: $(BUILD)/kcd-ntlm-hash $(BUILD)/ntlm_unit
+
+$(BUILD)/kcd-ntlm-hash: tools/kcd-ntlm-hash.c ngx_http_kcd_ntlm_crypto.c ngx_http_kcd_ntlm_crypto.h
+	@mkdir -p $(BUILD)
+	$(CC) $(KCD_CFLAGS) -I. -o $@ tools/kcd-ntlm-hash.c ngx_http_kcd_ntlm_crypto.c -lcrypto
+
+$(BUILD)/ntlm_unit: t/unit/ntlm_unit.c ngx_http_kcd_ntlm.c ngx_http_kcd_ntlm.h ngx_http_kcd_ntlm_crypto.c ngx_http_kcd_ntlm_crypto.h
+	@mkdir -p $(BUILD)
+	$(CC) $(KCD_CFLAGS) -I. -o $@ t/unit/ntlm_unit.c ngx_http_kcd_ntlm.c ngx_http_kcd_ntlm_crypto.c -lcrypto
+
+deps:
+	sh tools/deps.sh
+
+test: deps all
+	prove -I t/lib t/
+
+unit: $(BUILD)/ntlm_unit
+	$(BUILD)/ntlm_unit
+
+demo: deps all
+	sh tools/demo.sh start
+
+demo-stop:
+	sh tools/demo.sh stop
+
+bench: deps all
+	sh bench/run.sh
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,218 @@
+/*
+ * Delegation (B7, B8, B10): a service ticket for $kcd_principal to
+ * kcd_spn, from kcd_ticket_cache or by S4U2Self + S4U2Proxy in the thread
+ * pool, and a fresh "Authorization: Negotiate <token>" on every upstream
+ * request.  Nothing is forwarded without a ticket.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_kcd.h"
+
+
+static ngx_int_t ngx_http_kcd_delegate_header(ngx_http_request_t *r,
+    kcd_gss_buf_t *token);
+
+
+ngx_int_t
+ngx_http_kcd_delegate(ngx_http_request_t *r, ngx_http_kcd_loc_conf_t *klcf,
+    ngx_http_kcd_ctx_t *ctx)
+{
+    char                       err[512];
+    ngx_int_t                  rc;
+    kcd_gss_buf_t              cred, token;
+    ngx_http_kcd_conn_t       *kc;
+    ngx_http_kcd_main_conf_t  *kmcf;
+
+    kmcf = ngx_http_get_module_main_conf(r, ngx_http_kcd_module);
+
+    if (ngx_http_complex_value(r, klcf->spn, &ctx->spn) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ctx->spn.len == 0) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "kcd: kcd_spn is empty for this request: nothing is "
+                      "forwarded without a ticket");
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (kmcf->gss == NULL) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "kcd: no delegation for \"%V\" to \"%V\": Kerberos is "
+                      "not set up in this worker (see the start-up error)",
+                      &ctx->principal, &ctx->spn);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    kc = ngx_http_kcd_conn(r, 0);
+
+    /*
+     * A Kerberos client's own ticket is the evidence for S4U2Proxy (B5):
+     * its credential is not shared through the cache keyed by principal,
+     * so the cache is for protocol transition (NTLM, Basic) only.
+     */
+
+    if (kmcf->cache
+        && !(ctx->auth_scheme == NGX_HTTP_KCD_NEGOTIATE && kc
+             && kc->evidence.len))
+    {
+        rc = ngx_http_kcd_cache_get(kmcf->cache, &ctx->principal, &ctx->spn,
+                                    r->pool, &cred);
+
+        if (rc == NGX_ERROR) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (rc == NGX_OK) {
+            /* no KDC request: the credential holds the service ticket */
+
+            token.data = NULL;
+            token.len = 0;
+
+            if (kcd_gss_token(kmcf->gss, &cred, (char *) ctx->spn.data,
+                              &token, err, sizeof(err))
+                == KCD_GSS_OK)
+            {
+                ngx_explicit_memzero(cred.data, cred.len);
+
+                ngx_str_set(&ctx->cache_status, "HIT");
+                ngx_http_kcd_count(r, cache_hit);
+
+                rc = ngx_http_kcd_delegate_header(r, &token);
+                kcd_gss_free(&token);
+
+                if (rc != NGX_OK) {
+                    return NGX_HTTP_INTERNAL_SERVER_ERROR;
+                }
+
+                ctx->delegated = 1;
+                return NGX_OK;
+            }
+
+            ngx_explicit_memzero(cred.data, cred.len);
+            kcd_gss_free(&token);
+
+            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                          "kcd: cached ticket of \"%V\" for \"%V\" not "
+                          "usable, asking the KDC: %s", &ctx->principal,
+                          &ctx->spn, err);
+        }
+
+        ngx_str_set(&ctx->cache_status, "MISS");
+        ngx_http_kcd_count(r, cache_miss);
+    }
+
+    /* the SPN must be NUL-terminated for the task */
+
+    {
+        u_char  *p;
+
+        p = ngx_pnalloc(r->pool, ctx->spn.len + 1);
+        if (p == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_memcpy(p, ctx->spn.data, ctx->spn.len);
+        p[ctx->spn.len] = '\0';
+        ctx->spn.data = p;
+    }
+
+    return ngx_http_kcd_post_task(r, ctx, NGX_HTTP_KCD_TASK_DELEGATE);
+}
+
+
+ngx_int_t
+ngx_http_kcd_delegate_done(ngx_http_request_t *r, ngx_http_kcd_ctx_t *ctx,
+    ngx_int_t status, const char *error, kcd_gss_buf_t *cred,
+    time_t endtime, kcd_gss_buf_t *token)
+{
+    ngx_http_kcd_conn_t       *kc;
+    ngx_http_kcd_main_conf_t  *kmcf;
+
+    kmcf = ngx_http_get_module_main_conf(r, ngx_http_kcd_module);
+
+    switch (status) {
+
+    case KCD_GSS_OK:
+        break;
+
+    case KCD_GSS_REFUSED:
+        ngx_http_kcd_count(r, delegation_refused);
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "kcd: KDC refused delegation of \"%V\" to \"%V\": %s",
+                      &ctx->principal, &ctx->spn, error);
+        return NGX_HTTP_BAD_GATEWAY;
+
+    case KCD_GSS_UNAVAILABLE:
+        ngx_http_kcd_count(r, delegation_unavailable);
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "kcd: no delegation of \"%V\" to \"%V\": KDC "
+                      "unreachable: %s", &ctx->principal, &ctx->spn, error);
+        return NGX_HTTP_SERVICE_UNAVAILABLE;
+
+    default:
+        ngx_http_kcd_count(r, delegation_refused);
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "kcd: delegation of \"%V\" to \"%V\" failed: %s",
+                      &ctx->principal, &ctx->spn, error);
+        return NGX_HTTP_BAD_GATEWAY;
+    }
+
+    if (token->len == 0) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "kcd: delegation of \"%V\" to \"%V\" gave no token",
+                      &ctx->principal, &ctx->spn);
+        return NGX_HTTP_BAD_GATEWAY;
+    }
+
+    ngx_http_kcd_count(r, delegation_ok);
+
+    kc = ngx_http_kcd_conn(r, 0);
+
+    if (kmcf->cache && cred->len
+        && !(ctx->auth_scheme == NGX_HTTP_KCD_NEGOTIATE && kc
+             && kc->evidence.len))
+    {
+        ngx_http_kcd_cache_put(kmcf->cache, &ctx->principal, &ctx->spn,
+                               cred, endtime);
+    }
+
+    if (ngx_http_kcd_delegate_header(r, token) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->delegated = 1;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_kcd_delegate_header(ngx_http_request_t *r, kcd_gss_buf_t *token)
+{
+    u_char     *p;
+    ngx_str_t   value, src, dst;
+
+    value.len = sizeof("Negotiate ") - 1
+                + ngx_base64_encoded_length(token->len);
+    value.data = ngx_pnalloc(r->pool, value.len);
+    if (value.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(value.data, "Negotiate ", sizeof("Negotiate ") - 1);
+
+    src.data = token->data;
+    src.len = token->len;
+    dst.data = p;
+
+    ngx_encode_base64(&dst, &src);
+
+    value.len = (p - value.data) + dst.len;
+
+    return ngx_http_kcd_set_upstream_authorization(r, &value);
+}

@@ -1,0 +1,1177 @@
+/*
+ * Kerberos with MIT GSSAPI, see ngx_http_kcd_gss.h.
+ *
+ * Delegation is done with the krb5 mechanism (S4U2Self through
+ * gss_acquire_cred_impersonate_name, S4U2Proxy inside
+ * gss_init_sec_context); the service ticket it yields is then moved alone
+ * into a fresh MEMORY: ccache and exported as a SPNEGO credential.  So the
+ * exported credential, which may sit in shared memory, holds only the
+ * user's ticket for that one SPN: never the proxy's TGT nor the S4U2Self
+ * evidence ticket, and tokens made from it need no KDC.
+ *
+ * Thread safety: MIT GSSAPI and MEMORY: ccaches lock internally; the only
+ * state shared per kcd_gss_t is the MEMORY: ccache that holds the proxy's
+ * TGT, and its (re)acquisition is serialised by a mutex so that many
+ * threads that find it missing make one AS request, not one each.  A
+ * krb5_context is never shared between threads: one per call.
+ */
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <krb5.h>
+#include <gssapi/gssapi.h>
+#include <gssapi/gssapi_ext.h>
+#include <gssapi/gssapi_krb5.h>
+
+#include "ngx_http_kcd_gss.h"
+
+
+struct kcd_gss_s {
+    pthread_mutex_t   lock;
+    int               lock_inited;
+    char             *keytab;
+    char             *principal;
+    gss_name_t        proxy_name;
+    char              ccache[64];
+    char              kt_name[4096 + 8];
+};
+
+
+/* SPNEGO, RFC 4178: 1.3.6.1.5.5.2 */
+static gss_OID_desc  kcd_spnego_oid = { 6, (void *) "\x2b\x06\x01\x05\x05\x02" };
+
+static gss_OID_desc  kcd_krb5_oid =
+    { 9, (void *) "\x2a\x86\x48\x86\xf7\x12\x01\x02\x02" };
+
+static gss_OID_set_desc  kcd_spnego_set = { 1, &kcd_spnego_oid };
+static gss_OID_set_desc  kcd_krb5_set = { 1, &kcd_krb5_oid };
+
+
+static void
+kcd_gss_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list  args;
+
+    if (err == NULL || errlen == 0) {
+        return;
+    }
+
+    va_start(args, fmt);
+    vsnprintf(err, errlen, fmt, args);
+    va_end(args);
+}
+
+
+/*
+ * "minor text; GSS: major text" - the minor text is what names the cause
+ * ("KDC can't fulfill requested option", "Cannot contact any KDC ...").
+ */
+
+static size_t
+kcd_gss_status_append(OM_uint32 code, int type, gss_OID mech, char *buf,
+    size_t len, size_t n, const char *sep)
+{
+    int              first;
+    OM_uint32        maj, min, ctx;
+    gss_buffer_desc  msg;
+
+    first = 1;
+    ctx = 0;
+
+    do {
+        maj = gss_display_status(&min, code, type, mech, &ctx, &msg);
+        if (GSS_ERROR(maj)) {
+            break;
+        }
+
+        if (msg.length && n + 1 < len) {
+            n += snprintf(buf + n, len - n, "%s%.*s", first ? "" : sep,
+                          (int) msg.length, (char *) msg.value);
+            first = 0;
+        }
+
+        gss_release_buffer(&min, &msg);
+
+    } while (ctx != 0);
+
+    return n < len ? n : len - 1;
+}
+
+
+static void
+kcd_gss_status_text(OM_uint32 major, OM_uint32 minor, gss_OID mech,
+    char *buf, size_t len)
+{
+    size_t  n;
+
+    /* the minor (krb5) text first: it names the cause */
+    n = 0;
+    buf[0] = '\0';
+
+    if (minor != 0) {
+        n = kcd_gss_status_append(minor, GSS_C_MECH_CODE,
+                                  mech ? mech : &kcd_krb5_oid, buf, len, 0,
+                                  "");
+    }
+
+    if (n + 8 < len) {
+        n += snprintf(buf + n, len - n, "%sGSS: ", n ? "; " : "");
+        kcd_gss_status_append(GSS_ROUTINE_ERROR(major), GSS_C_GSS_CODE,
+                              GSS_C_NO_OID, buf, len, n, "; ");
+    }
+}
+
+
+/* KDC errors are protocol refusals; the rest is reachability or local. */
+
+static int
+kcd_gss_classify(OM_uint32 minor)
+{
+    krb5_error_code  code;
+
+    code = (krb5_error_code) minor;
+
+    switch (code) {
+
+    case KRB5_KDC_UNREACH:
+    case KRB5_REALM_CANT_RESOLVE:
+    case KRB5_REALM_UNKNOWN:
+    case KRB5KDC_ERR_SVC_UNAVAILABLE:
+    case KRB5KRB_AP_ERR_SKEW:
+    case ETIMEDOUT:
+    case ECONNREFUSED:
+    case EHOSTUNREACH:
+    case ENETUNREACH:
+        return KCD_GSS_UNAVAILABLE;
+
+    default:
+        break;
+    }
+
+    /* The wire error codes 0..127 of RFC 4120 7.5.9. */
+    if (code >= KRB5KDC_ERR_NONE && code <= KRB5KDC_ERR_NONE + 127) {
+        return KCD_GSS_REFUSED;
+    }
+
+    return KCD_GSS_ERROR;
+}
+
+
+static const char *
+kcd_gss_hint(OM_uint32 minor)
+{
+    switch ((krb5_error_code) minor) {
+
+    case KRB5KDC_ERR_BADOPTION:
+        return "not allowed to delegate to this SPN, or the user is marked "
+               "sensitive (cannot be delegated)";
+
+    case KRB5KDC_ERR_C_PRINCIPAL_UNKNOWN:
+        return "unknown user";
+
+    case KRB5KDC_ERR_S_PRINCIPAL_UNKNOWN:
+        return "unknown service principal";
+
+    case KRB5KDC_ERR_POLICY:
+        return "refused by KDC policy";
+
+    case KRB5KDC_ERR_CLIENT_REVOKED:
+        return "account disabled or locked";
+
+    case KRB5_KDC_UNREACH:
+    case ETIMEDOUT:
+    case ECONNREFUSED:
+        return "KDC unreachable";
+
+    case KRB5KDC_ERR_PREAUTH_FAILED:
+    case KRB5KRB_AP_ERR_BAD_INTEGRITY:
+        return "wrong password";
+
+    case KRB5KDC_ERR_KEY_EXP:
+        return "password expired";
+
+    default:
+        return NULL;
+    }
+}
+
+
+static int
+kcd_gss_fail(const char *what, OM_uint32 major, OM_uint32 minor,
+    gss_OID mech, char *err, size_t errlen)
+{
+    int          rc;
+    char         text[512];
+    const char  *hint;
+
+    kcd_gss_status_text(major, minor, mech, text, sizeof(text));
+
+    rc = kcd_gss_classify(minor);
+    hint = kcd_gss_hint(minor);
+
+    kcd_gss_err(err, errlen, "%s%s: %s%s%s%s",
+                rc == KCD_GSS_REFUSED ? "KDC refused " : "",
+                what,
+                hint ? hint : "", hint ? " (" : "", text, hint ? ")" : "");
+
+    return rc;
+}
+
+
+static int
+kcd_gss_import_name(const char *s, gss_name_t *name, char *err,
+    size_t errlen)
+{
+    OM_uint32        major, minor;
+    gss_buffer_desc  buf;
+
+    buf.value = (void *) s;
+    buf.length = strlen(s);
+
+    major = gss_import_name(&minor, &buf, GSS_KRB5_NT_PRINCIPAL_NAME, name);
+    if (GSS_ERROR(major)) {
+        kcd_gss_fail("bad principal name", major, minor, NULL, err, errlen);
+        kcd_gss_err(err, errlen, "bad principal name \"%s\"", s);
+        return KCD_GSS_ERROR;
+    }
+
+    return KCD_GSS_OK;
+}
+
+
+static int
+kcd_gss_copy_buf(gss_buffer_t in, kcd_gss_buf_t *out)
+{
+    OM_uint32  minor;
+
+    out->data = NULL;
+    out->len = 0;
+
+    if (in->length) {
+        out->data = malloc(in->length);
+        if (out->data == NULL) {
+            explicit_bzero(in->value, in->length);
+            gss_release_buffer(&minor, in);
+            return KCD_GSS_ERROR;
+        }
+
+        memcpy(out->data, in->value, in->length);
+        out->len = in->length;
+
+        /* exported credentials hold session keys */
+        explicit_bzero(in->value, in->length);
+    }
+
+    gss_release_buffer(&minor, in);
+
+    return KCD_GSS_OK;
+}
+
+
+int
+kcd_gss_init(kcd_gss_t **gp, const char *keytab, const char *principal,
+    char *err, size_t errlen)
+{
+    kcd_gss_t  *g;
+
+    *gp = NULL;
+
+    g = calloc(1, sizeof(kcd_gss_t));
+    if (g == NULL) {
+        kcd_gss_err(err, errlen, "out of memory");
+        return KCD_GSS_ERROR;
+    }
+
+    if (strlen(keytab) > 4096) {
+        kcd_gss_err(err, errlen, "keytab path too long");
+        free(g);
+        return KCD_GSS_ERROR;
+    }
+
+    g->keytab = strdup(keytab);
+    g->principal = strdup(principal);
+
+    if (g->keytab == NULL || g->principal == NULL) {
+        kcd_gss_err(err, errlen, "out of memory");
+        goto failed;
+    }
+
+    /* "FILE:" unless the administrator wrote a type */
+    snprintf(g->kt_name, sizeof(g->kt_name), "%s%s",
+             strchr(keytab, ':') ? "" : "FILE:", keytab);
+
+    if (kcd_gss_import_name(principal, &g->proxy_name, err, errlen)
+        != KCD_GSS_OK)
+    {
+        goto failed;
+    }
+
+    /* unique in the process: the address of g */
+    snprintf(g->ccache, sizeof(g->ccache), "MEMORY:kcd-proxy-%ld-%p",
+             (long) getpid(), (void *) g);
+
+    if (pthread_mutex_init(&g->lock, NULL) != 0) {
+        kcd_gss_err(err, errlen, "pthread_mutex_init failed");
+        goto failed;
+    }
+
+    g->lock_inited = 1;
+
+    *gp = g;
+
+    return KCD_GSS_OK;
+
+failed:
+
+    kcd_gss_destroy(g);
+    return KCD_GSS_ERROR;
+}
+
+
+void
+kcd_gss_destroy(kcd_gss_t *g)
+{
+    OM_uint32     minor;
+    krb5_ccache   cc;
+    krb5_context  ctx;
+
+    if (g == NULL) {
+        return;
+    }
+
+    if (g->ccache[0] && krb5_init_context(&ctx) == 0) {
+        if (krb5_cc_resolve(ctx, g->ccache, &cc) == 0) {
+            krb5_cc_destroy(ctx, cc);
+        }
+        krb5_free_context(ctx);
+    }
+
+    if (g->lock_inited) {
+        pthread_mutex_destroy(&g->lock);
+    }
+
+    if (g->proxy_name != GSS_C_NO_NAME) {
+        gss_release_name(&minor, &g->proxy_name);
+    }
+
+    free(g->keytab);
+    free(g->principal);
+    free(g);
+}
+
+
+int
+kcd_gss_check_keytab(const char *keytab, const char *principal, char *err,
+    size_t errlen)
+{
+    int                rc;
+    char               name[4096 + 8];
+    krb5_keytab        kt;
+    krb5_context       ctx;
+    krb5_principal     princ;
+    krb5_error_code    code;
+    krb5_kt_cursor     cursor;
+    krb5_keytab_entry  entry;
+
+    if (access(keytab, R_OK) != 0) {
+        kcd_gss_err(err, errlen, "keytab \"%s\" is not readable: %s",
+                    keytab, strerror(errno));
+        return -1;
+    }
+
+    if (krb5_init_context(&ctx) != 0) {
+        kcd_gss_err(err, errlen, "krb5_init_context() failed");
+        return -1;
+    }
+
+    rc = -1;
+    kt = NULL;
+    princ = NULL;
+
+    snprintf(name, sizeof(name), "%s%s",
+             strchr(keytab, ':') ? "" : "FILE:", keytab);
+
+    code = krb5_parse_name(ctx, principal, &princ);
+    if (code) {
+        kcd_gss_err(err, errlen, "bad principal \"%s\": %s", principal,
+                    krb5_get_error_message(ctx, code));
+        goto done;
+    }
+
+    code = krb5_kt_resolve(ctx, name, &kt);
+    if (code == 0) {
+        code = krb5_kt_start_seq_get(ctx, kt, &cursor);
+    }
+
+    if (code) {
+        kcd_gss_err(err, errlen, "keytab \"%s\": %s", keytab,
+                    krb5_get_error_message(ctx, code));
+        goto done;
+    }
+
+    /*
+     * Walk the entries rather than krb5_kt_get_entry(): a principal given
+     * without realm (AD account name) should match any realm's entry.
+     */
+    while (krb5_kt_next_entry(ctx, kt, &entry, &cursor) == 0) {
+        if (strchr(principal, '@') == NULL
+            ? krb5_principal_compare_any_realm(ctx, entry.principal, princ)
+            : krb5_principal_compare(ctx, entry.principal, princ))
+        {
+            rc = 0;
+        }
+        krb5_free_keytab_entry_contents(ctx, &entry);
+        if (rc == 0) {
+            break;
+        }
+    }
+
+    krb5_kt_end_seq_get(ctx, kt, &cursor);
+
+    if (rc != 0) {
+        kcd_gss_err(err, errlen, "keytab \"%s\" holds no key for \"%s\"",
+                    keytab, principal);
+    }
+
+done:
+
+    if (kt) {
+        krb5_kt_close(ctx, kt);
+    }
+
+    if (princ) {
+        krb5_free_principal(ctx, princ);
+    }
+
+    krb5_free_context(ctx);
+
+    return rc;
+}
+
+
+/*
+ * The proxy's own credential from the keytab.  MIT reuses the TGT in the
+ * MEMORY: ccache and gets (or refreshes) it with the client keytab when it
+ * is missing or due: after a KDC outage the next call just tries again.
+ */
+
+static int
+kcd_gss_proxy_cred(kcd_gss_t *g, gss_cred_usage_t usage, gss_OID_set mechs,
+    gss_cred_id_t *cred, char *err, size_t errlen)
+{
+    OM_uint32                    major, minor;
+    gss_key_value_set_desc       store;
+    gss_key_value_element_desc   el[3];
+
+    el[0].key = "client_keytab";
+    el[0].value = g->kt_name;
+    el[1].key = "ccache";
+    el[1].value = g->ccache;
+    el[2].key = "keytab";
+    el[2].value = g->kt_name;
+
+    store.count = (usage == GSS_C_INITIATE) ? 2 : 3;
+    store.elements = el;
+
+    pthread_mutex_lock(&g->lock);
+
+    major = gss_acquire_cred_from(&minor, g->proxy_name, GSS_C_INDEFINITE,
+                                  mechs, usage, &store, cred, NULL, NULL);
+
+    pthread_mutex_unlock(&g->lock);
+
+    if (GSS_ERROR(major)) {
+        char  what[512];
+
+        snprintf(what, sizeof(what), "TGT for %s from keytab %s",
+                 g->principal, g->keytab);
+
+        return kcd_gss_fail(what, major, minor, NULL, err, errlen);
+    }
+
+    return KCD_GSS_OK;
+}
+
+
+/*
+ * Move the ticket for target out of cred into a ccache of its own and
+ * export that as a SPNEGO credential.
+ */
+
+static int
+kcd_gss_export_ticket(gss_cred_id_t cred, const char *user, const char *spn,
+    gss_name_t target, kcd_gss_buf_t *out, time_t *endtime, char *err,
+    size_t errlen)
+{
+    int                          rc, found;
+    char                         name1[64], name2[64];
+    OM_uint32                    major, minor;
+    krb5_creds                   creds, copy;
+    krb5_ccache                  cc1, cc2;
+    krb5_context                 ctx;
+    krb5_principal               server;
+    krb5_error_code              code;
+    krb5_cc_cursor               cursor;
+    gss_cred_id_t                ecred;
+    gss_buffer_desc              buf, tname;
+    gss_key_value_set_desc       store;
+    gss_key_value_element_desc   el;
+
+    if (krb5_init_context(&ctx) != 0) {
+        kcd_gss_err(err, errlen, "krb5_init_context() failed");
+        return KCD_GSS_ERROR;
+    }
+
+    rc = KCD_GSS_ERROR;
+    cc1 = NULL;
+    cc2 = NULL;
+    server = NULL;
+    ecred = GSS_C_NO_CREDENTIAL;
+    found = 0;
+
+    code = krb5_cc_new_unique(ctx, "MEMORY", NULL, &cc1);
+    if (code == 0) {
+        code = krb5_cc_new_unique(ctx, "MEMORY", NULL, &cc2);
+    }
+
+    if (code) {
+        kcd_gss_err(err, errlen, "MEMORY ccache: %s",
+                    krb5_get_error_message(ctx, code));
+        goto done;
+    }
+
+    snprintf(name1, sizeof(name1), "MEMORY:%s", krb5_cc_get_name(ctx, cc1));
+    snprintf(name2, sizeof(name2), "MEMORY:%s", krb5_cc_get_name(ctx, cc2));
+
+    el.key = "ccache";
+    el.value = name1;
+    store.count = 1;
+    store.elements = &el;
+
+    major = gss_store_cred_into(&minor, cred, GSS_C_INITIATE, &kcd_krb5_oid,
+                                1, 0, &store, NULL, NULL);
+    if (GSS_ERROR(major)) {
+        kcd_gss_fail("storing the delegated credential", major, minor, NULL,
+                     err, errlen);
+        rc = KCD_GSS_ERROR;
+        goto done;
+    }
+
+    /* the canonical name of the target, as the ticket carries it */
+    major = gss_display_name(&minor, target, &tname, NULL);
+    if (GSS_ERROR(major)) {
+        goto done;
+    }
+
+    code = krb5_parse_name(ctx, tname.value, &server);
+    gss_release_buffer(&minor, &tname);
+    if (code) {
+        goto done;
+    }
+
+    code = krb5_cc_start_seq_get(ctx, cc1, &cursor);
+    if (code) {
+        goto done;
+    }
+
+    while (!found && krb5_cc_next_cred(ctx, cc1, &cursor, &creds) == 0) {
+        if (!krb5_is_config_principal(ctx, creds.server)
+            && krb5_principal_compare(ctx, creds.server, server))
+        {
+            /*
+             * Without second_ticket: MIT keeps the S4U2Self evidence there,
+             * it has nothing to do in a cache shared by the workers.
+             */
+            copy = creds;
+            copy.second_ticket.data = NULL;
+            copy.second_ticket.length = 0;
+
+            code = krb5_cc_initialize(ctx, cc2, creds.client);
+            if (code == 0) {
+                code = krb5_cc_store_cred(ctx, cc2, &copy);
+            }
+            if (code == 0) {
+                found = 1;
+                *endtime = (time_t) (uint32_t) creds.times.endtime;
+            }
+        }
+        krb5_free_cred_contents(ctx, &creds);
+    }
+
+    krb5_cc_end_seq_get(ctx, cc1, &cursor);
+
+    if (!found) {
+        kcd_gss_err(err, errlen, "no ticket for %s to %s in the delegated "
+                    "credential", user, spn);
+        goto done;
+    }
+
+    el.value = name2;
+
+    major = gss_acquire_cred_from(&minor, GSS_C_NO_NAME, GSS_C_INDEFINITE,
+                                  &kcd_spnego_set, GSS_C_INITIATE, &store,
+                                  &ecred, NULL, NULL);
+    if (GSS_ERROR(major)) {
+        kcd_gss_fail("credential from the service ticket", major, minor,
+                     NULL, err, errlen);
+        goto done;
+    }
+
+    major = gss_export_cred(&minor, ecred, &buf);
+    if (GSS_ERROR(major)) {
+        kcd_gss_fail("gss_export_cred", major, minor, NULL, err, errlen);
+        goto done;
+    }
+
+    rc = kcd_gss_copy_buf(&buf, out);
+    if (rc != KCD_GSS_OK) {
+        kcd_gss_err(err, errlen, "out of memory");
+    }
+
+done:
+
+    if (ecred != GSS_C_NO_CREDENTIAL) {
+        gss_release_cred(&minor, &ecred);
+    }
+
+    if (server) {
+        krb5_free_principal(ctx, server);
+    }
+
+    /* MEMORY: ccaches live until destroyed */
+    if (cc1) {
+        krb5_cc_destroy(ctx, cc1);
+    }
+
+    if (cc2) {
+        krb5_cc_destroy(ctx, cc2);
+    }
+
+    krb5_free_context(ctx);
+
+    return rc;
+}
+
+
+static int
+kcd_gss_check_name(const char *what, const char *s, char *err,
+    size_t errlen)
+{
+    const unsigned char  *p;
+
+    if (s == NULL || *s == '\0') {
+        kcd_gss_err(err, errlen, "empty %s", what);
+        return KCD_GSS_ERROR;
+    }
+
+    for (p = (const unsigned char *) s; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f) {
+            kcd_gss_err(err, errlen, "control character in %s", what);
+            return KCD_GSS_ERROR;
+        }
+    }
+
+    if (p - (const unsigned char *) s > 1024) {
+        kcd_gss_err(err, errlen, "%s too long", what);
+        return KCD_GSS_ERROR;
+    }
+
+    return KCD_GSS_OK;
+}
+
+
+int
+kcd_gss_delegate(kcd_gss_t *g, const char *user, const char *spn,
+    const kcd_gss_buf_t *evidence, kcd_gss_buf_t *cred, time_t *endtime,
+    char *err, size_t errlen)
+{
+    int              rc;
+    char             what[2200];
+    OM_uint32        major, minor, tmin;
+    gss_name_t       uname, target;
+    gss_ctx_id_t     ctx;
+    gss_cred_id_t    pcred, icred;
+    gss_buffer_desc  buf, out;
+
+    cred->data = NULL;
+    cred->len = 0;
+    *endtime = 0;
+
+    if (kcd_gss_check_name("user", user, err, errlen) != KCD_GSS_OK
+        || kcd_gss_check_name("SPN", spn, err, errlen) != KCD_GSS_OK)
+    {
+        return KCD_GSS_ERROR;
+    }
+
+    uname = GSS_C_NO_NAME;
+    target = GSS_C_NO_NAME;
+    pcred = GSS_C_NO_CREDENTIAL;
+    icred = GSS_C_NO_CREDENTIAL;
+    ctx = GSS_C_NO_CONTEXT;
+
+    /* "HTTP/host" or "HTTP/host@REALM": a krb5 principal, not host-based */
+    rc = kcd_gss_import_name(spn, &target, err, errlen);
+    if (rc != KCD_GSS_OK) {
+        goto done;
+    }
+
+    if (evidence != NULL && evidence->len) {
+
+        /* the client's own ticket to us: S4U2Proxy only */
+        buf.value = evidence->data;
+        buf.length = evidence->len;
+
+        major = gss_import_cred(&minor, &buf, &icred);
+        if (GSS_ERROR(major)) {
+            rc = kcd_gss_fail("importing the client's ticket", major, minor,
+                              NULL, err, errlen);
+            rc = KCD_GSS_ERROR;
+            goto done;
+        }
+
+    } else {
+
+        rc = kcd_gss_proxy_cred(g, GSS_C_INITIATE, &kcd_krb5_set, &pcred,
+                                err, errlen);
+        if (rc != KCD_GSS_OK) {
+            goto done;
+        }
+
+        rc = kcd_gss_import_name(user, &uname, err, errlen);
+        if (rc != KCD_GSS_OK) {
+            goto done;
+        }
+
+        /* S4U2Self */
+        major = gss_acquire_cred_impersonate_name(&minor, pcred, uname,
+                                                  GSS_C_INDEFINITE,
+                                                  &kcd_krb5_set,
+                                                  GSS_C_INITIATE, &icred,
+                                                  NULL, NULL);
+        if (GSS_ERROR(major)) {
+            snprintf(what, sizeof(what), "S4U2Self for %s (proxy %s)",
+                     user, g->principal);
+            rc = kcd_gss_fail(what, major, minor, NULL, err, errlen);
+            goto done;
+        }
+    }
+
+    /* S4U2Proxy happens here; the token itself is not used */
+    major = gss_init_sec_context(&minor, icred, &ctx, target, &kcd_krb5_oid,
+                                 0, GSS_C_INDEFINITE,
+                                 GSS_C_NO_CHANNEL_BINDINGS, GSS_C_NO_BUFFER,
+                                 NULL, &out, NULL, NULL);
+    gss_release_buffer(&tmin, &out);
+
+    if (GSS_ERROR(major)) {
+        snprintf(what, sizeof(what), "S4U2Proxy for %s to %s (proxy %s)",
+                 user, spn, g->principal);
+        rc = kcd_gss_fail(what, major, minor, NULL, err, errlen);
+        goto done;
+    }
+
+    rc = kcd_gss_export_ticket(icred, user, spn, target, cred, endtime,
+                               err, errlen);
+
+done:
+
+    if (ctx != GSS_C_NO_CONTEXT) {
+        gss_delete_sec_context(&minor, &ctx, GSS_C_NO_BUFFER);
+    }
+
+    if (icred != GSS_C_NO_CREDENTIAL) {
+        gss_release_cred(&minor, &icred);
+    }
+
+    if (pcred != GSS_C_NO_CREDENTIAL) {
+        gss_release_cred(&minor, &pcred);
+    }
+
+    if (uname != GSS_C_NO_NAME) {
+        gss_release_name(&minor, &uname);
+    }
+
+    if (target != GSS_C_NO_NAME) {
+        gss_release_name(&minor, &target);
+    }
+
+    return rc;
+}
+
+
+int
+kcd_gss_token(kcd_gss_t *g, const kcd_gss_buf_t *cred, const char *spn,
+    kcd_gss_buf_t *token, char *err, size_t errlen)
+{
+    int              rc;
+    OM_uint32        major, minor;
+    gss_name_t       target;
+    gss_ctx_id_t     ctx;
+    gss_cred_id_t    icred;
+    gss_buffer_desc  buf, out;
+
+    token->data = NULL;
+    token->len = 0;
+
+    if (cred == NULL || cred->len == 0) {
+        kcd_gss_err(err, errlen, "no credential");
+        return KCD_GSS_ERROR;
+    }
+
+    if (kcd_gss_check_name("SPN", spn, err, errlen) != KCD_GSS_OK) {
+        return KCD_GSS_ERROR;
+    }
+
+    target = GSS_C_NO_NAME;
+    icred = GSS_C_NO_CREDENTIAL;
+    ctx = GSS_C_NO_CONTEXT;
+
+    rc = kcd_gss_import_name(spn, &target, err, errlen);
+    if (rc != KCD_GSS_OK) {
+        goto done;
+    }
+
+    buf.value = cred->data;
+    buf.length = cred->len;
+
+    major = gss_import_cred(&minor, &buf, &icred);
+    if (GSS_ERROR(major)) {
+        kcd_gss_fail("importing the cached credential", major, minor, NULL,
+                     err, errlen);
+        rc = KCD_GSS_ERROR;
+        goto done;
+    }
+
+    /*
+     * No mutual authentication: the upstream answer is not read back, and
+     * every request needs a fresh authenticator (replay caches).
+     */
+    major = gss_init_sec_context(&minor, icred, &ctx, target,
+                                 &kcd_spnego_oid, 0, GSS_C_INDEFINITE,
+                                 GSS_C_NO_CHANNEL_BINDINGS, GSS_C_NO_BUFFER,
+                                 NULL, &out, NULL, NULL);
+    if (GSS_ERROR(major)) {
+        char  what[1200];
+
+        snprintf(what, sizeof(what), "token for %s from the cached "
+                 "credential", spn);
+        rc = kcd_gss_fail(what, major, minor, NULL, err, errlen);
+        if (rc != KCD_GSS_UNAVAILABLE) {
+            rc = KCD_GSS_ERROR;
+        }
+        goto done;
+    }
+
+    rc = kcd_gss_copy_buf(&out, token);
+    if (rc != KCD_GSS_OK) {
+        kcd_gss_err(err, errlen, "out of memory");
+    }
+
+done:
+
+    if (ctx != GSS_C_NO_CONTEXT) {
+        gss_delete_sec_context(&minor, &ctx, GSS_C_NO_BUFFER);
+    }
+
+    if (icred != GSS_C_NO_CREDENTIAL) {
+        gss_release_cred(&minor, &icred);
+    }
+
+    if (target != GSS_C_NO_NAME) {
+        gss_release_name(&minor, &target);
+    }
+
+    return rc;
+}
+
+
+int
+kcd_gss_accept(kcd_gss_t *g, const uint8_t *token, size_t len,
+    char **principal, kcd_gss_buf_t *evidence, kcd_gss_buf_t *out,
+    char *err, size_t errlen)
+{
+    int                          rc;
+    char                         text[512];
+    OM_uint32                    major, minor, tmin, flags;
+    gss_name_t                   src;
+    gss_ctx_id_t                 ctx;
+    gss_cred_id_t                acred, deleg;
+    gss_buffer_desc              in, obuf, nbuf;
+    gss_key_value_set_desc       store;
+    gss_key_value_element_desc   el;
+
+    *principal = NULL;
+    evidence->data = NULL;
+    evidence->len = 0;
+    out->data = NULL;
+    out->len = 0;
+
+    if (token == NULL || len == 0) {
+        kcd_gss_err(err, errlen, "empty Negotiate token");
+        return KCD_GSS_DENIED;
+    }
+
+    acred = GSS_C_NO_CREDENTIAL;
+    deleg = GSS_C_NO_CREDENTIAL;
+    src = GSS_C_NO_NAME;
+    ctx = GSS_C_NO_CONTEXT;
+
+    /*
+     * GSS_C_BOTH with the proxy's TGT makes MIT return the client's ticket
+     * as a credential usable for S4U2Proxy.  That needs the TGT, so when
+     * the KDC is away accept with the keytab alone: authentication must
+     * not depend on the KDC, only delegation does.
+     */
+    rc = kcd_gss_proxy_cred(g, GSS_C_BOTH, &kcd_spnego_set, &acred, text,
+                            sizeof(text));
+    if (rc != KCD_GSS_OK) {
+        el.key = "keytab";
+        el.value = g->kt_name;
+        store.count = 1;
+        store.elements = &el;
+
+        major = gss_acquire_cred_from(&minor, GSS_C_NO_NAME,
+                                      GSS_C_INDEFINITE, &kcd_spnego_set,
+                                      GSS_C_ACCEPT, &store, &acred, NULL,
+                                      NULL);
+        if (GSS_ERROR(major)) {
+            rc = kcd_gss_fail("acceptor credential", major, minor, NULL,
+                              err, errlen);
+            rc = KCD_GSS_ERROR;
+            goto done;
+        }
+    }
+
+    in.value = (void *) token;
+    in.length = len;
+
+    major = gss_accept_sec_context(&minor, &ctx, acred, &in,
+                                   GSS_C_NO_CHANNEL_BINDINGS, &src, NULL,
+                                   &obuf, &flags, NULL, &deleg);
+
+    if (obuf.length) {
+        if (kcd_gss_copy_buf(&obuf, out) != KCD_GSS_OK) {
+            kcd_gss_err(err, errlen, "out of memory");
+            rc = KCD_GSS_ERROR;
+            goto done;
+        }
+
+    } else {
+        gss_release_buffer(&tmin, &obuf);
+    }
+
+    if (GSS_ERROR(major)) {
+        kcd_gss_fail("client token rejected", major, minor, NULL, err,
+                     errlen);
+        rc = KCD_GSS_DENIED;
+        goto done;
+    }
+
+    if (major & GSS_S_CONTINUE_NEEDED) {
+        kcd_gss_err(err, errlen, "Negotiate needs another round trip");
+        rc = KCD_GSS_CONTINUE;
+        goto done;
+    }
+
+    major = gss_display_name(&minor, src, &nbuf, NULL);
+    if (GSS_ERROR(major)) {
+        rc = kcd_gss_fail("client name", major, minor, NULL, err, errlen);
+        rc = KCD_GSS_ERROR;
+        goto done;
+    }
+
+    *principal = strndup(nbuf.value, nbuf.length);
+    gss_release_buffer(&tmin, &nbuf);
+
+    if (*principal == NULL) {
+        kcd_gss_err(err, errlen, "out of memory");
+        rc = KCD_GSS_ERROR;
+        goto done;
+    }
+
+    rc = KCD_GSS_OK;
+
+    if (deleg != GSS_C_NO_CREDENTIAL) {
+        krb5_flags  tkt_flags;
+
+        /* S4U2Proxy needs a forwardable evidence ticket (MS-SFU 3.2.5.2) */
+        tkt_flags = 0;
+        major = gss_krb5_get_tkt_flags(&minor, ctx, &tkt_flags);
+
+        if (!GSS_ERROR(major) && (tkt_flags & TKT_FLG_FORWARDABLE)) {
+            major = gss_export_cred(&minor, deleg, &obuf);
+            if (!GSS_ERROR(major)) {
+                if (kcd_gss_copy_buf(&obuf, evidence) != KCD_GSS_OK) {
+                    kcd_gss_err(err, errlen, "out of memory");
+                    rc = KCD_GSS_ERROR;
+                }
+            }
+        }
+    }
+
+done:
+
+    if (rc != KCD_GSS_OK) {
+        free(*principal);
+        *principal = NULL;
+        kcd_gss_free(evidence);
+        if (rc != KCD_GSS_CONTINUE && rc != KCD_GSS_DENIED) {
+            kcd_gss_free(out);
+        }
+    }
+
+    if (ctx != GSS_C_NO_CONTEXT) {
+        gss_delete_sec_context(&tmin, &ctx, GSS_C_NO_BUFFER);
+    }
+
+    if (deleg != GSS_C_NO_CREDENTIAL) {
+        gss_release_cred(&tmin, &deleg);
+    }
+
+    if (acred != GSS_C_NO_CREDENTIAL) {
+        gss_release_cred(&tmin, &acred);
+    }
+
+    if (src != GSS_C_NO_NAME) {
+        gss_release_name(&tmin, &src);
+    }
+
+    return rc;
+}
+
+
+int
+kcd_gss_password(kcd_gss_t *g, const char *user, const char *password,
+    char **principal, char *err, size_t errlen)
+{
+    int                          rc;
+    char                         what[1200];
+    OM_uint32                    major, minor, tmin;
+    gss_name_t                   uname, cname;
+    gss_cred_id_t                cred;
+    gss_buffer_desc              nbuf;
+    gss_key_value_set_desc       store;
+    gss_key_value_element_desc   el[3];
+
+    *principal = NULL;
+
+    if (kcd_gss_check_name("user", user, err, errlen) != KCD_GSS_OK) {
+        return KCD_GSS_DENIED;
+    }
+
+    /* a user, not a service: "HTTP/x" would try a service's key */
+    if (strchr(user, '/') != NULL || password == NULL || *password == '\0') {
+        kcd_gss_err(err, errlen, "bad user name or empty password");
+        return KCD_GSS_DENIED;
+    }
+
+    uname = GSS_C_NO_NAME;
+    cname = GSS_C_NO_NAME;
+    cred = GSS_C_NO_CREDENTIAL;
+
+    rc = kcd_gss_import_name(user, &uname, err, errlen);
+    if (rc != KCD_GSS_OK) {
+        return KCD_GSS_DENIED;
+    }
+
+    /*
+     * "verify": MIT then gets a ticket to our own principal and decrypts it
+     * with the keytab, so a forged AS reply (spoofed KDC) cannot log in.
+     */
+    el[0].key = "password";
+    el[0].value = password;
+    el[1].key = "verify";
+    el[1].value = g->principal;
+    el[2].key = "keytab";
+    el[2].value = g->kt_name;
+
+    store.count = 3;
+    store.elements = el;
+
+    major = gss_acquire_cred_from(&minor, uname, GSS_C_INDEFINITE,
+                                  &kcd_krb5_set, GSS_C_INITIATE, &store,
+                                  &cred, NULL, NULL);
+    if (GSS_ERROR(major)) {
+        snprintf(what, sizeof(what), "password check for %s", user);
+        rc = kcd_gss_fail(what, major, minor, NULL, err, errlen);
+
+        switch ((krb5_error_code) minor) {
+
+        case KRB5KDC_ERR_PREAUTH_FAILED:
+        case KRB5KRB_AP_ERR_BAD_INTEGRITY:
+        case KRB5KDC_ERR_C_PRINCIPAL_UNKNOWN:
+        case KRB5KDC_ERR_CLIENT_REVOKED:
+        case KRB5KDC_ERR_KEY_EXP:
+        case KRB5KDC_ERR_POLICY:
+        case KRB5_PREAUTH_FAILED:
+            rc = KCD_GSS_DENIED;
+            break;
+
+        default:
+            if (rc == KCD_GSS_REFUSED) {
+                rc = KCD_GSS_DENIED;
+            }
+        }
+
+        goto done;
+    }
+
+    major = gss_inquire_cred(&minor, cred, &cname, NULL, NULL, NULL);
+    if (!GSS_ERROR(major)) {
+        major = gss_display_name(&minor, cname, &nbuf, NULL);
+    }
+
+    if (GSS_ERROR(major)) {
+        rc = kcd_gss_fail("user name", major, minor, NULL, err, errlen);
+        rc = KCD_GSS_ERROR;
+        goto done;
+    }
+
+    *principal = strndup(nbuf.value, nbuf.length);
+    gss_release_buffer(&tmin, &nbuf);
+
+    if (*principal == NULL) {
+        kcd_gss_err(err, errlen, "out of memory");
+        rc = KCD_GSS_ERROR;
+        goto done;
+    }
+
+    rc = KCD_GSS_OK;
+
+done:
+
+    if (cred != GSS_C_NO_CREDENTIAL) {
+        gss_release_cred(&tmin, &cred);
+    }
+
+    if (cname != GSS_C_NO_NAME) {
+        gss_release_name(&tmin, &cname);
+    }
+
+    gss_release_name(&tmin, &uname);
+
+    return rc;
+}
+
+
+void
+kcd_gss_free(kcd_gss_buf_t *b)
+{
+    if (b == NULL) {
+        return;
+    }
+
+    if (b->data) {
+        explicit_bzero(b->data, b->len);
+        free(b->data);
+    }
+
+    b->data = NULL;
+    b->len = 0;
+}

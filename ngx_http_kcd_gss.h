@@ -1,0 +1,85 @@
+/*
+ * Kerberos with MIT GSSAPI: accept client tokens (SPNEGO/Kerberos), get
+ * delegated service tickets (S4U2Self + S4U2Proxy, or S4U2Proxy with the
+ * client's own ticket), make upstream tokens, check Basic passwords by an
+ * AS exchange.  Calls marked "blocking" may talk to the KDC: thread pool.
+ * No nginx types.
+ */
+
+#ifndef _NGX_HTTP_KCD_GSS_H_INCLUDED_
+#define _NGX_HTTP_KCD_GSS_H_INCLUDED_
+
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+
+#define KCD_GSS_OK            0
+#define KCD_GSS_CONTINUE      1   /* accept: send the output token, 401 */
+#define KCD_GSS_DENIED       -1   /* bad token, wrong password: 401 */
+#define KCD_GSS_REFUSED      -2   /* KDC refused (policy, unknown): 502 */
+#define KCD_GSS_UNAVAILABLE  -3   /* KDC unreachable / timeout: 503 */
+#define KCD_GSS_ERROR        -4   /* local failure (keytab...): 500 */
+
+
+typedef struct kcd_gss_s  kcd_gss_t;     /* per worker process */
+
+typedef struct {
+    uint8_t    *data;                    /* malloc()ed, kcd_gss_free() */
+    size_t      len;
+} kcd_gss_buf_t;
+
+
+/*
+ * One per worker: keytab and the proxy's own principal; the proxy TGT is
+ * kept in a private MEMORY: ccache.  Not blocking (no KDC call yet).
+ */
+int kcd_gss_init(kcd_gss_t **g, const char *keytab, const char *principal,
+    char *err, size_t errlen);
+void kcd_gss_destroy(kcd_gss_t *g);
+
+/*
+ * Start-up check (nginx -t / init): keytab readable and holds a key for
+ * the principal.  0 or -1 with a message.
+ */
+int kcd_gss_check_keytab(const char *keytab, const char *principal,
+    char *err, size_t errlen);
+
+/*
+ * Accept a client's Negotiate token (blocking: replay cache, no KDC).
+ * On KCD_GSS_OK: *principal = "user@REALM" (malloc), *evidence = the
+ * client's ticket exported as a credential (for S4U2Proxy without protocol
+ * transition; len 0 if the ticket is not forwardable), out = optional
+ * mutual-auth token.
+ */
+int kcd_gss_accept(kcd_gss_t *g, const uint8_t *token, size_t len,
+    char **principal, kcd_gss_buf_t *evidence, kcd_gss_buf_t *out,
+    char *err, size_t errlen);
+
+/*
+ * Blocking.  Get a service ticket for user to spn: with evidence (the
+ * client's exported credential) S4U2Proxy only, else S4U2Self +
+ * S4U2Proxy.  cred = the resulting credential, exported (gss_export_cred)
+ * so any worker can import it; *endtime = ticket end (Unix time).
+ */
+int kcd_gss_delegate(kcd_gss_t *g, const char *user, const char *spn,
+    const kcd_gss_buf_t *evidence, kcd_gss_buf_t *cred, time_t *endtime,
+    char *err, size_t errlen);
+
+/*
+ * A fresh upstream token (SPNEGO, base64-ready bytes) from an exported
+ * credential that holds the ticket for spn.  Makes no KDC request when the
+ * credential holds that ticket: safe in the event loop after a cache hit.
+ */
+int kcd_gss_token(kcd_gss_t *g, const kcd_gss_buf_t *cred, const char *spn,
+    kcd_gss_buf_t *token, char *err, size_t errlen);
+
+/* Blocking.  Basic: AS exchange with the password. */
+int kcd_gss_password(kcd_gss_t *g, const char *user, const char *password,
+    char **principal, char *err, size_t errlen);
+
+void kcd_gss_free(kcd_gss_buf_t *b);
+
+
+#endif /* _NGX_HTTP_KCD_GSS_H_INCLUDED_ */

@@ -1,0 +1,49 @@
+#!/bin/sh
+# Install, from Debian 12 packages only, everything the module needs to build,
+# test, demo and benchmark. Idempotent: does nothing when all is installed.
+set -eu
+
+PKGS="
+build-essential pkg-config
+nginx-core nginx-dev libpcre2-dev libssl-dev zlib1g-dev
+libkrb5-dev krb5-user krb5-kdc krb5-admin-server krb5-kdc-ldap
+slapd ldap-utils
+libwbclient-dev samba winbind libnss-winbind smbclient
+samba-ad-dc samba-ad-provision samba-dsdb-modules
+apache2 libapache2-mod-auth-gssapi
+curl openssl wrk iproute2 procps psmisc
+perl libio-socket-ssl-perl libauthen-ntlm-perl libtest-harness-perl
+python3 python3-requests python3-requests-ntlm python3-ntlm-auth python3-gssapi
+
+"
+
+missing=""
+for p in $PKGS; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
+        missing="$missing $p"
+    fi
+done
+
+if [ -z "$missing" ]; then
+    echo "deps: all packages present"
+    exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+    SUDO=sudo
+else
+    SUDO=
+fi
+
+echo "deps: installing:$missing"
+export DEBIAN_FRONTEND=noninteractive
+# services installed here must not start on the machine: the tests start
+# their own private instances
+printf '#!/bin/sh\nexit 101\n' > /tmp/kcd-policy-rc.d
+$SUDO install -m 0755 /tmp/kcd-policy-rc.d /usr/sbin/policy-rc.d.kcd
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+    $SUDO cp /usr/sbin/policy-rc.d.kcd /usr/sbin/policy-rc.d
+    trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+fi
+$SUDO apt-get update -q || true
+$SUDO apt-get install -y -q --no-install-recommends $missing
