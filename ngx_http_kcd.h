@@ -158,6 +158,16 @@ typedef struct {
     /* a Kerberos client's own ticket, exported, for S4U2Proxy */
     kcd_gss_buf_t              evidence;
 
+    /*
+     * the identity of the current request, kept here because an internal
+     * redirect (index, try_files, error_page) clears the request's ctx
+     * after the client's Authorization has been taken out
+     */
+    ngx_uint_t                 req_num;
+    ngx_uint_t                 req_scheme;
+    ngx_str_t                  req_user;       /* in the request pool */
+    ngx_str_t                  req_principal;
+
     /* the upstream Authorization we put into headers_in (B7) */
     ngx_table_elt_t           *injected;
     ngx_uint_t                 injected_req;

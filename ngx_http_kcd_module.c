@@ -368,6 +368,19 @@ ngx_http_kcd_access_handler(ngx_http_request_t *r)
 
     if (h == NULL) {
 
+        if (kc && kc->req_num == r->connection->requests
+            && kc->req_user.len)
+        {
+            /* this request, authenticated before an internal redirect */
+            ngx_str_t  user, principal;
+
+            user = kc->req_user;
+            principal = kc->req_principal;
+
+            return ngx_http_kcd_authenticated(r, ctx, kc->req_scheme,
+                                              &user, &principal);
+        }
+
         if (kc && kc->state == NGX_HTTP_KCD_CONN_AUTHENTICATED) {
             /* B3: the identity belongs to the connection */
             ngx_str_t  user, principal;
@@ -696,6 +709,7 @@ ngx_int_t
 ngx_http_kcd_authenticated(ngx_http_request_t *r, ngx_http_kcd_ctx_t *ctx,
     ngx_uint_t scheme, ngx_str_t *user, ngx_str_t *principal)
 {
+    ngx_http_kcd_conn_t      *kc;
     ngx_http_kcd_loc_conf_t  *klcf;
 
     klcf = ngx_http_get_module_loc_conf(r, ngx_http_kcd_module);
@@ -711,6 +725,16 @@ ngx_http_kcd_authenticated(ngx_http_request_t *r, ngx_http_kcd_ctx_t *ctx,
     if (ctx->user.data == NULL || ctx->principal.data == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    kc = ngx_http_kcd_conn(r, 1);
+    if (kc == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    kc->req_num = r->connection->requests;
+    kc->req_scheme = scheme;
+    kc->req_user = ctx->user;
+    kc->req_principal = ctx->principal;
 
     if (ngx_http_kcd_hide_authorization(r) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;

@@ -97,6 +97,9 @@ ngx_http_kcd_conn_reset(ngx_http_kcd_conn_t *kc)
 
     kc->type1_len = 0;
     kc->type2_len = 0;
+    kc->req_num = 0;
+    ngx_str_null(&kc->req_user);
+    ngx_str_null(&kc->req_principal);
     kc->user_len = 0;
     kc->principal_len = 0;
     kc->auth_scheme = 0;

@@ -362,7 +362,10 @@ $realm->start_kdc;
 $mark = $realm->log_mark;
 $r = cmd('delegate alice HTTP/backend.kcd.test');
 is($r->{rc}, 'OK', 'KDC back: delegate OK') or diag $r->{line};
-is(kdc($mark, type => "AS_REQ"), 1, "... with a new proxy TGT")
+# (only the proxy's: MIT's gss_acquire_cred also tries a useless AS for the
+# user when a ccache's only ticket ends within 30 s, as these 3 s ones do)
+is(kdc($mark, type => 'AS_REQ', match => qr/ HTTP\/proxy\.kcd\.test\@\S+ for krbtgt/),
+    1, '... with a new proxy TGT')
     or diag $realm->kdc_requests(since => $mark);
 
 close $to;

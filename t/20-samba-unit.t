@@ -165,6 +165,13 @@ like($out, qr/^OK 200 validations/, '200 sequential NTLMv2 validations')
     or diag $out;
 my ($rate) = $out =~ /: (\d+)\/s/;
 
+# the thread pool: one libwbclient context per thread, all answers right
+($rc, $out) = wb('threads', 4, 50, 'alice', 'KCD', $ad->password('alice'),
+    $member);
+like($out, qr/^OK 200 validations in 4 threads/,
+    '4 threads x 50 validations, every session key right') or diag $out;
+my ($trate) = $out =~ /: (\d+)\/s/;
+
 # DC down: prompt 503-class answer, then recovery on restart
 $ad->stop_dc;
 {
@@ -200,10 +207,11 @@ $ad->stop_dc;
 
 my $tm = $ad->times;
 diag(sprintf('Samba AD up in %.2f s (%s: %.2f s, DC start %.2f s, '
-    . 'join %.2f s, winbindd %.2f s); %s validations/s; DC stop %.2f s',
+    . 'join %.2f s, winbindd %.2f s); %s validations/s sequential, %s/s '
+    . 'with 4 threads; DC stop %.2f s',
     $startup, $ad->from_snapshot ? 'snapshot restore' : 'provision',
     $tm->{restore} // $tm->{provision}, $tm->{dc}, $tm->{join},
-    $tm->{winbindd}, $rate // '?', $tm->{stop_dc} // 0));
+    $tm->{winbindd}, $rate // '?', $trate // '?', $tm->{stop_dc} // 0));
 
 $ad->stop;
 
