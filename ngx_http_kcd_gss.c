@@ -455,6 +455,44 @@ done:
 }
 
 
+static int
+kcd_gss_expired(OM_uint32 major, gss_cred_id_t cred)
+{
+    OM_uint32  maj, min, lifetime;
+
+    if (GSS_ROUTINE_ERROR(major) == GSS_S_CREDENTIALS_EXPIRED) {
+        return 1;
+    }
+
+    if (GSS_ERROR(major) || cred == GSS_C_NO_CREDENTIAL) {
+        return 0;
+    }
+
+    maj = gss_inquire_cred(&min, cred, NULL, &lifetime, NULL, NULL);
+
+    return GSS_ROUTINE_ERROR(maj) == GSS_S_CREDENTIALS_EXPIRED
+           || (!GSS_ERROR(maj) && lifetime == 0);
+}
+
+
+static void
+kcd_gss_forget_tgt(kcd_gss_t *g)
+{
+    krb5_ccache   cc;
+    krb5_context  ctx;
+
+    if (krb5_init_context(&ctx) != 0) {
+        return;
+    }
+
+    if (krb5_cc_resolve(ctx, g->ccache, &cc) == 0) {
+        krb5_cc_destroy(ctx, cc);
+    }
+
+    krb5_free_context(ctx);
+}
+
+
 /*
  * The proxy's own credential from the keytab.  MIT reuses the TGT in the
  * MEMORY: ccache and gets (or refreshes) it with the client keytab when it
@@ -465,9 +503,11 @@ static int
 kcd_gss_proxy_cred(kcd_gss_t *g, gss_cred_usage_t usage, gss_OID_set mechs,
     gss_cred_id_t *cred, char *err, size_t errlen)
 {
-    OM_uint32                    major, minor;
+    OM_uint32                    major, minor, tmin;
     gss_key_value_set_desc       store;
     gss_key_value_element_desc   el[3];
+
+    *cred = GSS_C_NO_CREDENTIAL;
 
     el[0].key = "client_keytab";
     el[0].value = g->kt_name;
@@ -483,6 +523,23 @@ kcd_gss_proxy_cred(kcd_gss_t *g, gss_cred_usage_t usage, gss_OID_set mechs,
 
     major = gss_acquire_cred_from(&minor, g->proxy_name, GSS_C_INDEFINITE,
                                   mechs, usage, &store, cred, NULL, NULL);
+
+    /*
+     * When a refresh fails MIT keeps the old TGT, even an expired one, and
+     * the KDC's reason is lost.  Forget an expired TGT and ask again: the
+     * error is then the real one (KDC unreachable, account disabled...).
+     */
+    if (kcd_gss_expired(major, *cred)) {
+        if (*cred != GSS_C_NO_CREDENTIAL) {
+            gss_release_cred(&tmin, cred);
+        }
+
+        kcd_gss_forget_tgt(g);
+
+        major = gss_acquire_cred_from(&minor, g->proxy_name,
+                                      GSS_C_INDEFINITE, mechs, usage, &store,
+                                      cred, NULL, NULL);
+    }
 
     pthread_mutex_unlock(&g->lock);
 

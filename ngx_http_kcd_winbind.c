@@ -202,17 +202,21 @@ kcd_wb_result(wbcErr wbc, struct wbcAuthUserInfo *info,
                         wbcErrorString(wbc));
 
         switch (wbc) {
-        case WBC_ERR_SUCCESS:          /* success without info: be safe */
+
+        /* what the client sent is at fault */
         case WBC_ERR_INVALID_PARAM:
         case WBC_ERR_DOMAIN_NOT_FOUND:
         case WBC_ERR_UNKNOWN_USER:
-        case WBC_ERR_AUTH_ERROR:
-            rc = (wbc == WBC_ERR_SUCCESS) ? KCD_WB_UNAVAILABLE
-                                          : KCD_WB_DENIED;
+        case WBC_ERR_AUTH_ERROR:       /* without details */
+            rc = KCD_WB_DENIED;
             break;
 
+        /*
+         * WINBIND_NOT_AVAILABLE (no socket, no privileged pipe, request
+         * timed out), NO_MEMORY, NSS_ERROR, and success without user
+         * info, which must never let anyone in
+         */
         default:
-            /* WINBIND_NOT_AVAILABLE, NO_MEMORY, NSS_ERROR, ... */
             rc = KCD_WB_UNAVAILABLE;
         }
     }
