@@ -44,13 +44,17 @@ struct kcd_gss_s {
 
 
 /* SPNEGO, RFC 4178: 1.3.6.1.5.5.2 */
-static gss_OID_desc  kcd_spnego_oid = { 6, (void *) "\x2b\x06\x01\x05\x05\x02" };
+static gss_OID_desc  kcd_spnego_oid =
+    { 6, (void *) "\x2b\x06\x01\x05\x05\x02" };
 
 static gss_OID_desc  kcd_krb5_oid =
     { 9, (void *) "\x2a\x86\x48\x86\xf7\x12\x01\x02\x02" };
 
 static gss_OID_set_desc  kcd_spnego_set = { 1, &kcd_spnego_oid };
 static gss_OID_set_desc  kcd_krb5_set = { 1, &kcd_krb5_oid };
+
+
+static void kcd_gss_forget_tgt(kcd_gss_t *g);
 
 
 static void
@@ -337,19 +341,15 @@ failed:
 void
 kcd_gss_destroy(kcd_gss_t *g)
 {
-    OM_uint32     minor;
-    krb5_ccache   cc;
-    krb5_context  ctx;
+    OM_uint32  minor;
 
     if (g == NULL) {
         return;
     }
 
-    if (g->ccache[0] && krb5_init_context(&ctx) == 0) {
-        if (krb5_cc_resolve(ctx, g->ccache, &cc) == 0) {
-            krb5_cc_destroy(ctx, cc);
-        }
-        krb5_free_context(ctx);
+    /* MEMORY: ccaches live until destroyed */
+    if (g->ccache[0]) {
+        kcd_gss_forget_tgt(g);
     }
 
     if (g->lock_inited) {
@@ -743,6 +743,46 @@ kcd_gss_check_name(const char *what, const char *s, char *err,
 }
 
 
+static int
+kcd_gss_same_user(gss_cred_id_t cred, const char *user, char *err,
+    size_t errlen)
+{
+    int         equal;
+    OM_uint32   major, minor;
+    gss_name_t  cname, uname;
+
+    cname = GSS_C_NO_NAME;
+    uname = GSS_C_NO_NAME;
+    equal = 0;
+
+    major = gss_inquire_cred(&minor, cred, &cname, NULL, NULL, NULL);
+
+    if (!GSS_ERROR(major)
+        && kcd_gss_import_name(user, &uname, err, errlen) == KCD_GSS_OK)
+    {
+        major = gss_compare_name(&minor, cname, uname, &equal);
+        if (GSS_ERROR(major)) {
+            equal = 0;
+        }
+    }
+
+    if (cname != GSS_C_NO_NAME) {
+        gss_release_name(&minor, &cname);
+    }
+
+    if (uname != GSS_C_NO_NAME) {
+        gss_release_name(&minor, &uname);
+    }
+
+    if (!equal) {
+        kcd_gss_err(err, errlen, "the client's ticket is not for %s", user);
+        return KCD_GSS_ERROR;
+    }
+
+    return KCD_GSS_OK;
+}
+
+
 int
 kcd_gss_delegate(kcd_gss_t *g, const char *user, const char *spn,
     const kcd_gss_buf_t *evidence, kcd_gss_buf_t *cred, time_t *endtime,
@@ -789,6 +829,12 @@ kcd_gss_delegate(kcd_gss_t *g, const char *user, const char *spn,
             rc = kcd_gss_fail("importing the client's ticket", major, minor,
                               NULL, err, errlen);
             rc = KCD_GSS_ERROR;
+            goto done;
+        }
+
+        /* never delegate one user's ticket under another user's name */
+        rc = kcd_gss_same_user(icred, user, err, errlen);
+        if (rc != KCD_GSS_OK) {
             goto done;
         }
 
@@ -979,6 +1025,9 @@ kcd_gss_accept(kcd_gss_t *g, const uint8_t *token, size_t len,
     src = GSS_C_NO_NAME;
     ctx = GSS_C_NO_CONTEXT;
 
+    in.value = (void *) token;
+    in.length = len;
+
     /*
      * GSS_C_BOTH with the proxy's TGT makes MIT return the client's ticket
      * as a credential usable for S4U2Proxy.  That needs the TGT, so when
@@ -987,6 +1036,30 @@ kcd_gss_accept(kcd_gss_t *g, const uint8_t *token, size_t len,
      */
     rc = kcd_gss_proxy_cred(g, GSS_C_BOTH, &kcd_spnego_set, &acred, text,
                             sizeof(text));
+
+    if (rc == KCD_GSS_OK) {
+        major = gss_accept_sec_context(&minor, &ctx, acred, &in,
+                                       GSS_C_NO_CHANNEL_BINDINGS, &src, NULL,
+                                       &obuf, &flags, NULL, &deleg);
+
+        /*
+         * That credential only accepts tickets for kcd_service_principal
+         * itself.  A ticket for another name in the keytab (an AD account
+         * keytab holds the account name and its SPNs) fails before the
+         * replay cache sees it: accept it with any keytab key instead,
+         * without evidence (delegation then uses S4U2Self).
+         */
+        if (GSS_ERROR(major)
+            && (krb5_error_code) minor == KRB5KRB_AP_WRONG_PRINC)
+        {
+            gss_release_buffer(&tmin, &obuf);
+            gss_delete_sec_context(&tmin, &ctx, GSS_C_NO_BUFFER);
+            gss_release_cred(&tmin, &acred);
+            ctx = GSS_C_NO_CONTEXT;
+            rc = KCD_GSS_ERROR;
+        }
+    }
+
     if (rc != KCD_GSS_OK) {
         el.key = "keytab";
         el.value = g->kt_name;
@@ -1003,14 +1076,11 @@ kcd_gss_accept(kcd_gss_t *g, const uint8_t *token, size_t len,
             rc = KCD_GSS_ERROR;
             goto done;
         }
+
+        major = gss_accept_sec_context(&minor, &ctx, acred, &in,
+                                       GSS_C_NO_CHANNEL_BINDINGS, &src, NULL,
+                                       &obuf, &flags, NULL, &deleg);
     }
-
-    in.value = (void *) token;
-    in.length = len;
-
-    major = gss_accept_sec_context(&minor, &ctx, acred, &in,
-                                   GSS_C_NO_CHANNEL_BINDINGS, &src, NULL,
-                                   &obuf, &flags, NULL, &deleg);
 
     if (obuf.length) {
         if (kcd_gss_copy_buf(&obuf, out) != KCD_GSS_OK) {

@@ -50,7 +50,7 @@ for (keys %env) {
 }
 
 my $kt = $realm->keytab('proxy');
-my $proxy = $realm->proxy_principal;
+our $proxy = $realm->proxy_principal;
 my $realm_name = $realm->realm;
 
 ###############################################################################
@@ -140,7 +140,8 @@ $mark = $realm->log_mark;
 $r = cmd("delegate alice HTTP/backend.kcd.test $dir/alice.cred");
 is($r->{rc}, 'OK', 'delegate alice -> HTTP/backend.kcd.test')
     or diag $r->{line};
-cmp_ok($r->{lifetime}, '>', 3600, "... endtime in the future ($r->{lifetime} s)");
+cmp_ok($r->{lifetime}, '>', 3600,
+    "... endtime in the future ($r->{lifetime} s)");
 is(kdc($mark, type => 'AS_REQ'), 1, '... 1 AS request (proxy TGT)');
 is(kdc($mark, type => 'TGS_REQ'), 2, '... 2 TGS requests');
 is(kdc($mark, type => 'TGS_REQ',
@@ -305,6 +306,28 @@ $r = cmd("accept $dir/bob.tok");
 is($r->{rc}, 'OK', 'accept bob');
 is($r->{evidence}, 0, '... no evidence: his ticket is not forwardable');
 
+$r = cmd("delegate_ev $dir/alice.ev carol HTTP/backend.kcd.test");
+is($r->{rc}, 'ERROR', "alice's ticket cannot be used as carol's");
+like($r->{err}, qr/not for carol/, '... message');
+
+# a keytab with more names (as AD account keytabs have): a ticket for
+# another of them is accepted too, without evidence
+
+($rc, $out) = $realm->kadmin(
+    "ktadd -k $dir/multi.keytab -norandkey HTTP/proxy.kcd.test",
+    "ktadd -k $dir/multi.keytab -norandkey HTTP/notallowed.kcd.test");
+is($rc, 0, 'keytab with two principals');
+{
+    local $proxy = 'HTTP/notallowed.kcd.test@KCD.TEST';
+    ok(client_token("FILE:$dir/alice.cc", "$dir/other.tok"),
+        'alice token for HTTP/notallowed');
+}
+$out = `$bin $dir/multi.keytab $proxy accept $dir/other.tok`;
+like($out, qr/^OK principal=alice\@KCD\.TEST evidence=0 /,
+    'ticket for another keytab principal accepted, without evidence');
+$out = `$bin $kt $proxy accept $dir/other.tok`;
+like($out, qr/^DENIED /, '... but not with a keytab lacking its key');
+
 open my $fh, '>', "$dir/junk.tok" or die;
 print $fh "\x60\x10not a real token at all";
 close $fh;
@@ -364,8 +387,9 @@ $r = cmd('delegate alice HTTP/backend.kcd.test');
 is($r->{rc}, 'OK', 'KDC back: delegate OK') or diag $r->{line};
 # (only the proxy's: MIT's gss_acquire_cred also tries a useless AS for the
 # user when a ccache's only ticket ends within 30 s, as these 3 s ones do)
-is(kdc($mark, type => 'AS_REQ', match => qr/ HTTP\/proxy\.kcd\.test\@\S+ for krbtgt/),
-    1, '... with a new proxy TGT')
+is(kdc($mark, type => 'AS_REQ',
+    match => qr/ HTTP\/proxy\.kcd\.test\@\S+ for krbtgt/), 1,
+    '... with a new proxy TGT')
     or diag $realm->kdc_requests(since => $mark);
 
 close $to;

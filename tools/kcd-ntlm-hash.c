@@ -25,7 +25,7 @@ usage(void)
     fprintf(stderr,
             "usage: kcd-ntlm-hash [DOMAIN\\]user < password-file\n"
             "  reads the password from the first line of stdin and prints\n"
-            "  \"[DOMAIN\\]user:<NT hash in hex>\" for kcd_user_file\n");
+            "  \"[DOMAIN\\]user:<NT hash in hex>\" for kcd_ntlm_user_file\n");
     exit(2);
 }
 

@@ -24,6 +24,8 @@ use IO::Socket::IP;
 use POSIX qw(:sys_wait_h);
 use Time::HiRes qw(sleep time);
 
+use KcdRealm ();
+
 our %LIVE;
 
 my $HTTPD = '/usr/sbin/apache2';

@@ -1,0 +1,13 @@
+#!/bin/sh
+# make bench: every benchmark, side by side measurements, results on stdout.
+# Not tests: numbers go into docs/benchmarks.md by hand, with the command.
+set -eu
+cd "$(dirname "$0")/.."
+status=0
+for b in bench/kcd-vs-proxy.sh bench/winbind.sh; do
+    if [ -x "$b" ] || [ -f "$b" ]; then
+        echo "== $b"
+        sh "$b" || status=1
+    fi
+done
+exit $status
