@@ -155,6 +155,14 @@ typedef struct {
     u_char                     principal[2 * NGX_HTTP_KCD_NAME_MAX + 2];
     size_t                     principal_len;
 
+    /*
+     * where the identity was checked: it is reused only where the same
+     * server and validation backend would have checked it (B3)
+     */
+    void                      *scope_srv;
+    void                      *scope_user_file;
+    ngx_flag_t                 scope_winbind;
+
     /* a Kerberos client's own ticket, exported, for S4U2Proxy */
     kcd_gss_buf_t              evidence;
 
@@ -260,6 +268,10 @@ void ngx_http_kcd_conn_reset(ngx_http_kcd_conn_t *kc);
 ngx_int_t ngx_http_kcd_ntlm_handle(ngx_http_request_t *r,
     ngx_http_kcd_loc_conf_t *klcf, ngx_http_kcd_ctx_t *ctx,
     ngx_uint_t scheme, u_char *msg, size_t len);
+ngx_uint_t ngx_http_kcd_conn_in_scope(ngx_http_request_t *r,
+    ngx_http_kcd_conn_t *kc);
+void ngx_http_kcd_conn_set_scope(ngx_http_request_t *r,
+    ngx_http_kcd_conn_t *kc);
 ngx_int_t ngx_http_kcd_ntlm_winbind_done(ngx_http_request_t *r,
     ngx_http_kcd_loc_conf_t *klcf, ngx_http_kcd_ctx_t *ctx,
     ngx_int_t status, const char *error, const u_char *session_key,

@@ -32,12 +32,17 @@
 #include "ngx_http_kcd_gss.h"
 
 
+/* seconds of keytab-only accepting after the proxy TGT could not be had */
+#define KCD_GSS_ACCEPT_BACKOFF  30
+
+
 struct kcd_gss_s {
     pthread_mutex_t   lock;
     int               lock_inited;
     char             *keytab;
     char             *principal;
     gss_name_t        proxy_name;
+    time_t            accept_only_until;   /* under lock */
     char              ccache[64];
     char              kt_name[4096 + 8];
 };
@@ -999,8 +1004,9 @@ kcd_gss_accept(kcd_gss_t *g, const uint8_t *token, size_t len,
     char **principal, kcd_gss_buf_t *evidence, kcd_gss_buf_t *out,
     char *err, size_t errlen)
 {
-    int                          rc;
+    int                          rc, both;
     char                         text[512];
+    time_t                       now;
     OM_uint32                    major, minor, tmin, flags;
     gss_name_t                   src;
     gss_ctx_id_t                 ctx;
@@ -1034,8 +1040,29 @@ kcd_gss_accept(kcd_gss_t *g, const uint8_t *token, size_t len,
      * the KDC is away accept with the keytab alone: authentication must
      * not depend on the KDC, only delegation does.
      */
-    rc = kcd_gss_proxy_cred(g, GSS_C_BOTH, &kcd_spnego_set, &acred, text,
-                            sizeof(text));
+    now = time(NULL);
+
+    pthread_mutex_lock(&g->lock);
+    both = (now >= g->accept_only_until);
+    pthread_mutex_unlock(&g->lock);
+
+    rc = KCD_GSS_ERROR;
+
+    if (both) {
+        rc = kcd_gss_proxy_cred(g, GSS_C_BOTH, &kcd_spnego_set, &acred,
+                                text, sizeof(text));
+
+        if (rc != KCD_GSS_OK) {
+            /*
+             * Without a TGT each try costs a KDC timeout (and MIT leaks a
+             * little on that path): accept with the keytab alone for a
+             * while.  Delegation calls keep retrying the TGT meanwhile.
+             */
+            pthread_mutex_lock(&g->lock);
+            g->accept_only_until = now + KCD_GSS_ACCEPT_BACKOFF;
+            pthread_mutex_unlock(&g->lock);
+        }
+    }
 
     if (rc == KCD_GSS_OK) {
         major = gss_accept_sec_context(&minor, &ctx, acred, &in,
@@ -1045,13 +1072,14 @@ kcd_gss_accept(kcd_gss_t *g, const uint8_t *token, size_t len,
         /*
          * That credential only accepts tickets for kcd_service_principal
          * itself.  A ticket for another name in the keytab (an AD account
-         * keytab holds the account name and its SPNs) fails before the
-         * replay cache sees it: accept it with any keytab key instead,
-         * without evidence (delegation then uses S4U2Self).
+         * keytab holds the account name and its SPNs) fails with
+         * KRB5KRB_AP_ERR_NOT_US before the replay cache sees it: accept it
+         * with any keytab key instead, without evidence (delegation then
+         * uses S4U2Self).  The minor code cannot tell: through SPNEGO the
+         * mechglue hands out a remapped number.  So retry on any failure;
+         * a bad token fails twice, a replay still is one.
          */
-        if (GSS_ERROR(major)
-            && (krb5_error_code) minor == KRB5KRB_AP_WRONG_PRINC)
-        {
+        if (GSS_ERROR(major)) {
             gss_release_buffer(&tmin, &obuf);
             gss_delete_sec_context(&tmin, &ctx, GSS_C_NO_BUFFER);
             gss_release_cred(&tmin, &acred);

@@ -381,6 +381,17 @@ ngx_http_kcd_access_handler(ngx_http_request_t *r)
                                               &user, &principal);
         }
 
+        if (kc && kc->state == NGX_HTTP_KCD_CONN_AUTHENTICATED
+            && !ngx_http_kcd_conn_in_scope(r, kc))
+        {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "kcd: connection authenticated as \"%*s\" by "
+                          "another server or validation backend: "
+                          "challenged again", kc->user_len, kc->user);
+
+            return ngx_http_kcd_challenge(r, klcf);
+        }
+
         if (kc && kc->state == NGX_HTTP_KCD_CONN_AUTHENTICATED) {
             /* B3: the identity belongs to the connection */
             ngx_str_t  user, principal;
@@ -1301,6 +1312,7 @@ ngx_http_kcd_task_done(ngx_http_request_t *r, ngx_http_kcd_ctx_t *ctx,
             kc->user_len = principal.len;
             kc->auth_scheme = NGX_HTTP_KCD_NEGOTIATE;
             kc->state = NGX_HTTP_KCD_CONN_AUTHENTICATED;
+            ngx_http_kcd_conn_set_scope(r, kc);
 
             /* the client's own ticket: evidence for S4U2Proxy (B5) */
             kc->evidence = t->out_evidence;

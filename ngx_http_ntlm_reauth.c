@@ -104,7 +104,52 @@ ngx_http_kcd_conn_reset(ngx_http_kcd_conn_t *kc)
     kc->principal_len = 0;
     kc->auth_scheme = 0;
     kc->scheme = 0;
+    kc->scope_srv = NULL;
+    kc->scope_user_file = NULL;
+    kc->scope_winbind = 0;
     kc->state = NGX_HTTP_KCD_CONN_NONE;
+}
+
+
+void
+ngx_http_kcd_conn_set_scope(ngx_http_request_t *r, ngx_http_kcd_conn_t *kc)
+{
+    ngx_http_kcd_loc_conf_t  *klcf;
+
+    klcf = ngx_http_get_module_loc_conf(r, ngx_http_kcd_module);
+
+    kc->scope_srv = ngx_http_get_module_srv_conf(r, ngx_http_kcd_module);
+    kc->scope_user_file = klcf->user_file;
+    kc->scope_winbind = klcf->winbind;
+}
+
+
+/*
+ * An identity bound to the connection is good only where it would have
+ * been checked the same way: the same server{} (NTLM domain announced)
+ * and the same validation backend; Kerberos identities need a location
+ * that accepts Negotiate.
+ */
+
+ngx_uint_t
+ngx_http_kcd_conn_in_scope(ngx_http_request_t *r, ngx_http_kcd_conn_t *kc)
+{
+    ngx_http_kcd_loc_conf_t  *klcf;
+
+    klcf = ngx_http_get_module_loc_conf(r, ngx_http_kcd_module);
+
+    if (kc->auth_scheme == NGX_HTTP_KCD_NEGOTIATE) {
+        return (klcf->schemes & NGX_HTTP_KCD_NEGOTIATE) ? 1 : 0;
+    }
+
+    if (!(klcf->schemes & (NGX_HTTP_KCD_NTLM|NGX_HTTP_KCD_NEGOTIATE))) {
+        return 0;
+    }
+
+    return kc->scope_srv == ngx_http_get_module_srv_conf(r,
+                                                         ngx_http_kcd_module)
+           && kc->scope_user_file == (void *) klcf->user_file
+           && kc->scope_winbind == klcf->winbind;
 }
 
 
@@ -437,7 +482,10 @@ ngx_http_kcd_ntlm_authenticate(ngx_http_request_t *r,
             return ngx_http_kcd_ntlm_failed(r, klcf, ctx, "MIC invalid");
         }
 
-        return ngx_http_kcd_ntlm_success(r, klcf, ctx, &user, &domain);
+        /* the spelling of the user file, not the client's */
+        return ngx_http_kcd_ntlm_success(r, klcf, ctx, &acc->user,
+                                         acc->domain.len ? &acc->domain
+                                                         : &domain);
     }
 
 winbind:
@@ -472,6 +520,19 @@ ngx_http_kcd_ntlm_winbind_done(ngx_http_request_t *r,
         }
 
         ngx_http_kcd_count(r, winbind_ok);
+
+        /* the names as the domain controller spells them */
+
+        if (user && user[0] && domain && domain[0]) {
+            ngx_str_t  u, d;
+
+            u.data = (u_char *) user;
+            u.len = ngx_strlen(user);
+            d.data = (u_char *) domain;
+            d.len = ngx_strlen(domain);
+
+            return ngx_http_kcd_ntlm_success(r, klcf, ctx, &u, &d);
+        }
 
         return ngx_http_kcd_ntlm_success(r, klcf, ctx, &ctx->ntlm_user,
                                          &ctx->ntlm_domain);
@@ -539,6 +600,7 @@ ngx_http_kcd_ntlm_success(ngx_http_request_t *r,
 
     kc->auth_scheme = NGX_HTTP_KCD_NTLM;
     kc->state = NGX_HTTP_KCD_CONN_AUTHENTICATED;
+    ngx_http_kcd_conn_set_scope(r, kc);
 
     ngx_http_kcd_count(r, ntlm_ok);
 

@@ -96,7 +96,8 @@ is($h{status}, 401, 'no credentials: 401');
 
 my $bin = "$dir/gss_test";
 my @cc = ('cc', '-Wall', '-Wextra', '-Wno-unused-parameter', '-Werror',
-    '-O2', "-I$ROOT", '-o', $bin, "$ROOT/t/unit/gss_test.c",
+    '-O2', split(' ', $ENV{KCD_GSS_CFLAGS} // ''),     # e.g. sanitizers
+    "-I$ROOT", '-o', $bin, "$ROOT/t/unit/gss_test.c",
     "$ROOT/ngx_http_kcd_gss.c", '-lgssapi_krb5', '-lkrb5', '-lk5crypto',
     '-lcom_err', '-lpthread');
 is(system(@cc), 0, 'gss_test builds with -Wall -Wextra -Werror')
@@ -174,7 +175,11 @@ $mark = $realm->log_mark;
 $r = cmd("token $dir/alice.cred HTTP/backend.kcd.test 500");
 is($r->{rc}, 'OK', 'token from the exported credential') or diag $r->{line};
 is(kdc($mark), 0, '... 500 tokens, 0 KDC requests');
-cmp_ok($r->{us}, '<', 2000, "... $r->{us} us per token");
+SKIP: {
+    skip "timing with KCD_GSS_CFLAGS=$ENV{KCD_GSS_CFLAGS}", 1
+        if $ENV{KCD_GSS_CFLAGS};
+    cmp_ok($r->{us}, '<', 2000, "... $r->{us} us per token");
+}
 my $token = $r->{token};
 
 %h = curl({}, '-H', "Authorization: Negotiate $token", $be->url('/echo'));
@@ -342,7 +347,11 @@ is($r->{rc}, 'OK', '4 threads x 25 delegate+token on one kcd_gss_t')
 
 $r = cmd('bench alice HTTP/backend.kcd.test 100');
 is($r->{ok}, 100, '100 sequential delegations');
-cmp_ok($r->{us}, '<', 50000, "... $r->{us} us each");
+SKIP: {
+    skip "timing with KCD_GSS_CFLAGS=$ENV{KCD_GSS_CFLAGS}", 1
+        if $ENV{KCD_GSS_CFLAGS};
+    cmp_ok($r->{us}, '<', 50000, "... $r->{us} us each");
+}
 
 close $to;
 waitpid($drv, 0);

@@ -83,7 +83,10 @@ $t->write_config(<<'EOF');
 EOF
 $t->run;
 
-my @w0 = $t->worker_pids;
+# the worker is forked after the listen sockets answer: wait for it
+my @w0;
+for (1 .. 100) { last if @w0 = $t->worker_pids; select(undef, undef, undef, 0.05) }
+die "no nginx worker process" unless @w0;
 
 sub challenges { return [$_[0]->headers_all('WWW-Authenticate')] }
 

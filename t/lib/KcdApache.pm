@@ -64,7 +64,9 @@ sub start {
     chmod 0400, "$adir/backend.keytab";
 
     if ($root) {
-        chmod 0711, $dir;
+        # www-data must traverse down to the keytab and to krb5.conf
+        _traversable($adir);
+        _traversable($realm->krb5_conf);
         chmod 0755, $adir, "$adir/htdocs", "$adir/cgi-bin";
         chown $uid, $gid, "$adir/backend.keytab", "$adir/rcache";
         chmod 0644, $realm->krb5_conf;
@@ -210,6 +212,19 @@ sub stop {
 
 END {
     $_->stop for values %LIVE;
+}
+
+# o+x on every ancestor we own (temporary directories are 0700).
+sub _traversable {
+    my ($path) = @_;
+    require Cwd;
+    my $p = Cwd::abs_path($path) // $path;
+
+    while ($p =~ s{/[^/]+$}{} && length $p) {
+        my @st = stat $p or last;
+        next unless $st[4] == $>;
+        chmod(($st[2] & 07777) | 0111, $p) unless ($st[2] & 0001);
+    }
 }
 
 sub _write {
