@@ -1942,7 +1942,9 @@ ngx_http_kcd_init(ngx_conf_t *cf)
     kmcf->counters_zone->init = ngx_http_kcd_init_counters;
     kmcf->counters_zone->data = kmcf;
 
-    if (kmcf->keytab.len && ngx_http_kcd_default_realm.len == 0
+    /* kcd_realm defaults to the default realm of krb5.conf */
+
+    if (ngx_http_kcd_default_realm.len == 0
         && krb5_init_context(&kctx) == 0)
     {
         if (krb5_get_default_realm(kctx, &realm) == 0) {

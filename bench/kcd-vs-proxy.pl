@@ -183,7 +183,14 @@ $proxy
 EOF
 $t->run;
 
-my ($worker) = $t->worker_pids;
+# the master forks its worker right after writing the pid file
+my $worker;
+for (1 .. 100) {
+    ($worker) = $t->worker_pids;
+    last if $worker;
+    sleep 0.05;
+}
+die "no nginx worker\n" unless $worker;
 
 sub cpu_ticks {
     open my $fh, '<', "/proc/$worker/stat" or return 0;
@@ -234,9 +241,9 @@ sub own {
     $_->[0]->close for @c;
     if ($perf) {
         waitpid($perf, 0);
-        print run_cmd('perf', 'report', '-i', "$dir/perf.data", '--stdio',
-                      '--no-children', '--sort', 'dso,symbol',
-                      '--percent-limit', '1.5', '-g', 'none') =~ s/^#.*\n//mgr;
+        print "perf: proxy worker CPU by library under /kcd/ load\n",
+            run_cmd('perf', 'report', '-i', "$dir/perf.data", '--stdio',
+                      '--no-children', '--sort', 'dso', '-g', 'none') =~ s/^#.*\n//mgr;
     }
     my %r = $out =~ /(\w+)=([\d.]+)/g;
     die "kcd-load: $out" unless defined $r{rps};
@@ -368,8 +375,6 @@ printf "Delegating / plain (own client): %.2f (target >= %.2f: %s); "
     $ratio, $target, $ratio >= $target ? 'met' : 'NOT met', $bratio;
 printf "Measured in %.0f s; %s, %d cores, %d connections, 1 proxy worker, "
     . "%g s per run.\n", $elapsed, `uname -sr` =~ s/\s+$//r,
-    scalar(() = `grep -c ^processor /proc/cpuinfo` =~ /\d+/g) ?
-    (`grep -c ^processor /proc/cpuinfo` =~ /(\d+)/)[0] : 0,
-    $o{conns}, $o{seconds};
+    POSIX::sysconf(POSIX::_SC_NPROCESSORS_ONLN()), $o{conns}, $o{seconds};
 
 exit 0;

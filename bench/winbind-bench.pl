@@ -31,12 +31,20 @@ $| = 1;
 
 my %o = (duration => 10, concurrency => 50, workers => 2, threads => 4);
 GetOptions(\%o, 'duration=f', 'concurrency=i', 'workers=i', 'threads=i',
-    'keep') or die "usage: $0 [--duration S] [--concurrency N] "
-    . "[--workers N] [--threads N] [--keep]\n";
+    'wb-max-conns=i', 'keep') or die "usage: $0 [--duration S] "
+    . "[--concurrency N] [--workers N] [--threads N] [--wb-max-conns N] "
+    . "[--keep]\n";
 
 die "needs root (network namespace for the DC)\n" if $> != 0;
 die "module not built: run make\n" unless KcdTest->has_module;
 
+sub loadavg {
+    open(my $f, '<', '/proc/loadavg') or return '?';
+    my ($l) = split ' ', scalar <$f>;
+    return $l;
+}
+
+my $load_before = loadavg();
 my $T0 = time;
 my $base = tempdir('kcd-bench-wb-XXXXXX', TMPDIR => 1,
     CLEANUP => !$o{keep});
@@ -45,6 +53,17 @@ chmod 0711, $base;
 my $ad = KcdSamba->start(dir => "$base/ad")
     or die "Samba AD fixture: $KcdSamba::why\n";
 my $t_ad = time - $T0;
+
+# member smb.conf tuning: "winbind max domain connections" (default 1) is
+# how many NETLOGON connections the member's winbindd opens to the DC
+if ($o{'wb-max-conns'}) {
+    open(my $c, '>>', $ad->member_smb_conf) or die "smb.conf: $!";
+    print $c "\twinbind max domain connections = $o{'wb-max-conns'}\n";
+    close $c;
+    kill 'HUP', $ad->winbindd_pid;
+    sleep 1;
+    $ad->wait_member_online(20);
+}
 
 my $wrapper = "$base/nginx-wrap";
 open(my $fh, '>', $wrapper) or die "$wrapper: $!";
@@ -243,11 +262,12 @@ for my $row (@rows) {
 }
 print "\n";
 printf "%.0f s per cell; nginx %d worker(s), thread_pool threads=%d; "
-    . "%s CPU(s) (%s) shared by client, nginx, winbindd and the DC; %s; "
+    . "winbind max domain connections = %s; %s CPU(s) (%s) shared by client, nginx, winbindd and the DC; %s; "
     . "winbind validations counted by kcd_status: %d (client saw %d "
-    . "successful winbind logons); Samba AD up in %.1f s (%s)\n",
-    $o{duration}, $o{workers}, $o{threads}, $cpu, $model, $samba, $wb_ok,
-    $wb_client, $t_ad, $ad->from_snapshot ? 'snapshot' : 'provisioned';
+    . "successful winbind logons); 1-min load average %s at start, %s at "
+    . "the end; Samba AD up in %.1f s (%s)\n",
+    $o{duration}, $o{workers}, $o{threads}, $o{'wb-max-conns'} // '1 (default)', $cpu, $model, $samba, $wb_ok,
+    $wb_client, $load_before, loadavg(), $t_ad, $ad->from_snapshot ? 'snapshot' : 'provisioned';
 
 my $bad = grep { $_->[2]{err} || !$_->[2]{ok} } @rows;
 $t->stop;

@@ -69,6 +69,16 @@ $t->write_config(<<"EOF");
             proxy_pass http://backend/;
         }
 
+        # an administrator copying the client's header on purpose gets
+        # nothing: the value is gone, not renamed
+        location /copy/ {
+            kcd_auth ntlm basic;
+            proxy_set_header Connection "";
+            proxy_set_header X-Auth-Copy "[\$http_authorization]";
+            proxy_set_header X-KA-Copy "[\$http_keep_alive]";
+            proxy_pass http://backend/;
+        }
+
         location /var/ {
             kcd_auth ntlm negotiate;
             kcd_strip_negotiate \$http_x_strip;
@@ -178,6 +188,18 @@ is($r2 && schemes($r2), 'NTLM,Basic',
    'upstream 401 (strip on): client sees NTLM and Basic, no Negotiate');
 my $seen_token = $r2 ? b64($r2->{ntlm}{type3}) : 'none';
 
+# a failed logon in a strip-on location: the bare challenges, no Negotiate
+{
+    my $fc = conn(8443, ssl => 1);
+    my ($f1, $f2) = ntlm_login($fc, '/on/failed', user => 'alice', domain => 'KCD',
+                               password => 'wrong');
+    is($f2 && $f2->{status}, 401, 'strip on, failed NTLM logon: 401');
+    is($f2 && schemes($f2), 'NTLM,Basic', 'strip on, failed NTLM logon: NTLM and Basic, no Negotiate');
+    ($f1, $f2) = ntlm_login(conn(8443, ssl => 1), '/off/failed', user => 'alice',
+                            domain => 'KCD', password => 'wrong');
+    is($f2 && schemes($f2), 'NTLM,Negotiate,Basic', 'strip off, failed NTLM logon: all three');
+}
+
 # same connection, now connection-bound: still stripped
 $r = $c->get('/on/401neg');
 is(schemes($r), 'NTLM,Basic', 'upstream 401 (strip on), bound connection: no Negotiate');
@@ -240,8 +262,19 @@ my ($sc, $s1, $s2) = login(8443, '/off/tls-ntlm', ssl => 1);
 is($s2 && $s2->{status}, 200, 'NTLM logon over TLS: 200');
 push @tokens, b64($s2->{ntlm}{type3}) if $s2;
 
-my @q = grep { $_->{uri} =~ m{^/(?:ntlm-upstream|after|basic|tls-ntlm)} } $b->requests;
-is(scalar @q, 9, 'every authenticated request reached the backend once');
+($c, $r1, $r2) = login(8080, '/copy/ntlm-copy');
+is($r2 && $r2->{status}, 200, 'NTLM logon, location copying $http_authorization: 200');
+push @tokens, b64($r2->{ntlm}{type3}) if $r2;
+$r = $tc->get('/copy/basic-copy', headers => [Authorization => "Basic $basic"]);
+is($r->{status}, 200, 'Basic logon, location copying $http_authorization: 200');
+for my $u ('/ntlm-copy', '/basic-copy') {
+    my ($cq) = grep { $_->{uri} eq $u } $b->requests;
+    is($cq && $cq->header('X-Auth-Copy'), '[]', "$u: \$http_authorization is empty upstream");
+    is($cq && $cq->header('X-KA-Copy'), '[]', "$u: \$http_keep_alive is empty upstream");
+}
+
+my @q = grep { $_->{uri} =~ m{^/(?:ntlm-upstream|after|basic|tls-ntlm|ntlm-copy)} } $b->requests;
+is(scalar @q, 11, 'every authenticated request reached the backend once');
 is(scalar(grep { defined $_->header('Authorization') } @q), 0,
    'no request reached the backend with an Authorization header');
 

@@ -65,6 +65,13 @@ $t->write_config(<<"EOF", workers => 2);
             proxy_pass http://backend;
         }
 
+        # no kcd_realm: the default realm of krb5.conf (SPEC)
+        location /norealm/ {
+            kcd_auth ntlm basic;
+            add_header X-Principal "\$kcd_principal" always;
+            proxy_pass http://backend;
+        }
+
         location /open/ {
             add_header X-User "\$kcd_user" always;
             add_header X-Scheme "\$kcd_auth_scheme" always;
@@ -74,6 +81,9 @@ $t->write_config(<<"EOF", workers => 2);
         }
     }
 EOF
+# the default realm nginx reads (the master reads krb5.conf at start)
+$t->write_file('krb5.conf', "[libdefaults]\n\tdefault_realm = DEFAULT.TEST\n");
+$ENV{KRB5_CONFIG} = $t->testdir . '/krb5.conf';
 $t->run;
 
 sub conn { return KcdTest::Conn->new(port => port(8080)) }
@@ -216,6 +226,14 @@ is($r->header('X-User'), 'LAB\\bob', '$kcd_user LAB\\bob');
 is($r->header('X-Principal'), 'bob@KCD.TEST', 'kcd_realm KCD.TEST: bob@KCD.TEST');
 like(vlog('/app/v-ntlm-lab', 200), qr/u=\[LAB\\bob\] s=\[ntlm\] p=\[bob\@KCD\.TEST\]$/,
      'access log: LAB\\bob, ntlm, bob@KCD.TEST');
+
+# no kcd_realm: the default realm of krb5.conf (DEFAULT.TEST here)
+$r = login(conn(), '/norealm/ntlm', 'bob', 'LAB', 'Bob pw');
+is($r->{status}, 200, 'no kcd_realm, NTLM LAB\\bob: 200');
+is($r->header('X-Principal'), 'bob@DEFAULT.TEST',
+   'no kcd_realm: $kcd_principal uses the default realm of krb5.conf');
+$r = login(conn(), '/norealm/ntlm-map', 'alice', 'KCD', 'Password');
+is($r->header('X-Principal'), 'alice@OTHER.REALM', 'no kcd_realm: kcd_domain_map still applies');
 
 # Basic
 $r = tls()->get('/app/v-basic', headers => [Authorization => 'Basic ' . encode_base64('alice:Password', '')]);
