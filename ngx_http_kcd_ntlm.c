@@ -776,48 +776,15 @@ long
 kcd_ntlm_utf8_to_utf16(const char *in, size_t inlen, uint8_t *out,
     size_t outlen)
 {
-    size_t          i, n, o;
-    uint8_t         c;
-    uint32_t        cp, min;
-    const uint8_t  *s;
+    long     cp;
+    size_t   i, o;
 
-    s = (const uint8_t *) in;
     o = 0;
 
     for (i = 0; i < inlen; /* void */) {
-        c = s[i];
 
-        if (c < 0x80) {
-            n = 0; cp = c; min = 0;
-
-        } else if ((c & 0xe0) == 0xc0) {
-            n = 1; cp = c & 0x1f; min = 0x80;
-
-        } else if ((c & 0xf0) == 0xe0) {
-            n = 2; cp = c & 0x0f; min = 0x800;
-
-        } else if ((c & 0xf8) == 0xf0) {
-            n = 3; cp = c & 0x07; min = 0x10000;
-
-        } else {
-            return -1;
-        }
-
-        if (inlen - i - 1 < n) {
-            return -1;
-        }
-
-        for (i++; n; n--, i++) {
-            if ((s[i] & 0xc0) != 0x80) {
-                return -1;
-            }
-
-            cp = (cp << 6) | (s[i] & 0x3f);
-        }
-
-        /* RFC 3629: no overlong forms, no surrogates, up to U+10FFFF */
-
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
+        cp = kcd_ntlm_utf8_next((const uint8_t *) in, inlen, &i);
+        if (cp < 0) {
             return -1;
         }
 

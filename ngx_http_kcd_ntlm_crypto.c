@@ -196,10 +196,9 @@ kcd_md4(const uint8_t *data, size_t len, uint8_t digest[16])
 /*
  * Strict UTF-8 decoder (RFC 3629: no overlong forms, no surrogates, nothing
  * above U+10FFFF).  Returns the code point and advances *pos, or -1.
- * ngx_http_kcd_ntlm.c has its own: the hash tool links only this file.
  */
-static long
-kcd_utf8_next(const uint8_t *s, size_t len, size_t *pos)
+long
+kcd_ntlm_utf8_next(const uint8_t *s, size_t len, size_t *pos)
 {
     size_t    i, n;
     uint8_t   c;
@@ -264,7 +263,7 @@ kcd_ntlm_nt_hash(const char *password, size_t len, uint8_t hash[16])
     pos = 0;
 
     while (pos < len) {
-        cp = kcd_utf8_next((const uint8_t *) password, len, &pos);
+        cp = kcd_ntlm_utf8_next((const uint8_t *) password, len, &pos);
 
         if (cp < 0) {
             OPENSSL_cleanse(&ctx, sizeof(ctx));

@@ -57,6 +57,12 @@ int kcd_ntlm_verify_mic(const uint8_t session_key[16],
 int kcd_ntlm_tls_cb_hash(const uint8_t *cert_der, size_t cert_len,
     uint8_t out[16]);
 
+/*
+ * Strict UTF-8 decoder (RFC 3629): the code point at *pos, *pos advanced;
+ * -1 on invalid input.  *pos must be < len.
+ */
+long kcd_ntlm_utf8_next(const uint8_t *s, size_t len, size_t *pos);
+
 /* constant-time compare, 0 when equal */
 int kcd_ntlm_memcmp_ct(const void *a, const void *b, size_t len);
 

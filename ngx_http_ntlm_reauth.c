@@ -37,6 +37,8 @@ static ngx_int_t ngx_http_kcd_ntlm_failed(ngx_http_request_t *r,
     const char *reason);
 static ngx_int_t ngx_http_kcd_cb_expected(ngx_http_request_t *r,
     u_char *hash);
+static ngx_int_t ngx_http_kcd_utf8_name(ngx_http_request_t *r,
+    const u_char *in, size_t len, ngx_str_t *out);
 
 
 /* the connection's state is found through its pool cleanup handler */
@@ -330,9 +332,8 @@ ngx_http_kcd_ntlm_authenticate(ngx_http_request_t *r,
     ngx_http_kcd_conn_t *kc, u_char *msg, size_t len)
 {
     int                      rc;
-    long                     n;
     u_char                   cb[16], key[16], *cbp;
-    u_char                   name[3 * NGX_HTTP_KCD_NAME_MAX + 1];
+    ngx_int_t                nrc;
     ngx_str_t                user, domain;
     const char              *err;
     ngx_http_kcd_account_t  *acc;
@@ -376,51 +377,29 @@ ngx_http_kcd_ntlm_authenticate(ngx_http_request_t *r,
 
     /* names, for the log and the backends */
 
-    n = kcd_ntlm_utf16_to_utf8(ctx->auth.user, ctx->auth.user_len,
-                               (char *) name, NGX_HTTP_KCD_NAME_MAX + 1);
-    if (n < 0) {
+    nrc = ngx_http_kcd_utf8_name(r, ctx->auth.user, ctx->auth.user_len,
+                                 &user);
+    if (nrc == NGX_OK) {
+        nrc = ngx_http_kcd_utf8_name(r, ctx->auth.domain,
+                                    ctx->auth.domain_len, &domain);
+    }
+
+    if (nrc == NGX_DECLINED) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "kcd: NTLM AUTHENTICATE with an invalid user name");
+                      "kcd: NTLM AUTHENTICATE with an invalid or too long "
+                      "user or domain name");
         ngx_http_kcd_count(r, bad_request);
         return NGX_HTTP_BAD_REQUEST;
     }
 
-    user.len = n;
-    user.data = ngx_pnalloc(r->pool, n + 1);
-    if (user.data == NULL) {
+    if (nrc != NGX_OK
+        || ngx_http_kcd_utf8_name(r, ctx->auth.workstation,
+                                  ctx->auth.workstation_len,
+                                  &ctx->ntlm_workstation)
+           == NGX_ERROR)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-    ngx_memcpy(user.data, name, n);
-
-    n = kcd_ntlm_utf16_to_utf8(ctx->auth.domain, ctx->auth.domain_len,
-                               (char *) name, NGX_HTTP_KCD_NAME_MAX + 1);
-    if (n < 0) {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "kcd: NTLM AUTHENTICATE with an invalid domain name");
-        ngx_http_kcd_count(r, bad_request);
-        return NGX_HTTP_BAD_REQUEST;
-    }
-
-    domain.len = n;
-    domain.data = ngx_pnalloc(r->pool, n + 1);
-    if (domain.data == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-    ngx_memcpy(domain.data, name, n);
-
-    n = kcd_ntlm_utf16_to_utf8(ctx->auth.workstation,
-                               ctx->auth.workstation_len,
-                               (char *) name, NGX_HTTP_KCD_NAME_MAX + 1);
-    if (n < 0) {
-        n = 0;
-    }
-
-    ctx->ntlm_workstation.len = n;
-    ctx->ntlm_workstation.data = ngx_pnalloc(r->pool, n + 1);
-    if (ctx->ntlm_workstation.data == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-    ngx_memcpy(ctx->ntlm_workstation.data, name, n);
 
     ctx->ntlm_user = user;
     ctx->ntlm_domain = domain;
@@ -628,6 +607,32 @@ ngx_http_kcd_ntlm_failed(ngx_http_request_t *r,
                   &ctx->ntlm_domain, &ctx->ntlm_workstation, reason);
 
     return ngx_http_kcd_challenge(r, klcf);
+}
+
+
+/* a UTF-16LE name from the client as UTF-8; NGX_DECLINED when invalid */
+
+static ngx_int_t
+ngx_http_kcd_utf8_name(ngx_http_request_t *r, const u_char *in, size_t len,
+    ngx_str_t *out)
+{
+    long  n;
+
+    out->data = ngx_pnalloc(r->pool, NGX_HTTP_KCD_NAME_MAX + 1);
+    if (out->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    n = kcd_ntlm_utf16_to_utf8(in, len, (char *) out->data,
+                               NGX_HTTP_KCD_NAME_MAX + 1);
+    if (n < 0) {
+        out->len = 0;
+        return NGX_DECLINED;
+    }
+
+    out->len = n;
+
+    return NGX_OK;
 }
 
 

@@ -74,6 +74,12 @@ $ENV{KCD_TEST_KEEP} = 1 if $o{keep};
 
 my $t = KcdTest->new;                       # the proxy, with the module
 my $dir = $t->testdir;
+
+# Run a private copy of the module: a rebuild in place while we measure
+# would crash the workers (SIGBUS on the mapped file).
+system('cp', KcdTest::module_path(), "$dir/kcd_module.so") == 0
+    or die "cannot copy the module\n";
+$ENV{KCD_MODULE} = "$dir/kcd_module.so";
 mkdir "$dir/backend";
 my $tb = KcdTest->new(dir => "$dir/backend");   # the static backend
 
