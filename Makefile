@@ -31,7 +31,8 @@ $(BUILD)/nginx/objs/Makefile: config
 $(BUILD)/ngx_http_kcd_module.so: $(BUILD)/nginx/objs/Makefile $(SRCS)
 	$(MAKE) -C $(BUILD)/nginx -f objs/Makefile modules \
 	    CFLAGS="$$(sed -n 's/^CFLAGS = //p' $(BUILD)/nginx/objs/Makefile) $(KCD_CFLAGS)"
-	cp $(BUILD)/nginx/objs/ngx_http_kcd_module.so $@
+	# a new inode: running workers keep the old code mapped
+	cp $(BUILD)/nginx/objs/ngx_http_kcd_module.so $@.tmp && mv -f $@.tmp $@
 
 tools: $(BUILD)/kcd-ntlm-hash $(BUILD)/ntlm_unit
 

@@ -212,6 +212,11 @@ typedef struct {
 
     ngx_http_kcd_task_t       *task;
 
+    /* waiting for another request's KDC exchange (single flight) */
+    ngx_event_t                wait;
+    ngx_msec_t                 waited;
+    ngx_uint_t                 fetching;     /* we hold the placeholder */
+
     /* Basic credentials while they are checked */
     ngx_str_t                  basic_user;
     ngx_str_t                  basic_domain;
@@ -302,6 +307,8 @@ char *ngx_http_kcd_cache_conf(ngx_conf_t *cf, ngx_command_t *cmd,
 ngx_int_t ngx_http_kcd_cache_get(ngx_http_kcd_cache_t *cache,
     ngx_str_t *principal, ngx_str_t *spn, ngx_pool_t *pool,
     kcd_gss_buf_t *cred);
+void ngx_http_kcd_cache_cancel(ngx_http_kcd_cache_t *cache,
+    ngx_str_t *principal, ngx_str_t *spn);
 void ngx_http_kcd_cache_put(ngx_http_kcd_cache_t *cache,
     ngx_str_t *principal, ngx_str_t *spn, kcd_gss_buf_t *cred,
     time_t endtime);

@@ -56,6 +56,10 @@ static void ngx_http_kcd_cache_delete(ngx_http_kcd_cache_t *cache,
     ngx_http_kcd_cache_node_t *cn);
 
 
+/* how long others wait for one KDC exchange before trying themselves */
+#define NGX_HTTP_KCD_CACHE_FETCH_TIME  15
+
+
 #define ngx_http_kcd_cache_node(n)                                          \
     ((ngx_http_kcd_cache_node_t *) &(n)->color)
 
@@ -175,15 +179,22 @@ ngx_http_kcd_cache_delete(ngx_http_kcd_cache_t *cache,
 }
 
 
-/* NGX_OK and the credential copied into pool, or NGX_DECLINED */
+/*
+ * NGX_OK: the credential, copied into pool.
+ * NGX_DECLINED: a miss; the caller now owns the fetch (a placeholder tells
+ *     the other requests and workers to wait for it) and must end it with
+ *     ngx_http_kcd_cache_put() or ngx_http_kcd_cache_cancel().
+ * NGX_BUSY: another request is asking the KDC for this key: wait, retry.
+ */
 
 ngx_int_t
 ngx_http_kcd_cache_get(ngx_http_kcd_cache_t *cache, ngx_str_t *principal,
     ngx_str_t *spn, ngx_pool_t *pool, kcd_gss_buf_t *cred)
 {
     u_char                      key[1024];
-    size_t                      len;
+    size_t                      len, size;
     uint32_t                    hash;
+    ngx_rbtree_node_t          *node;
     ngx_http_kcd_cache_node_t  *cn;
 
     len = ngx_http_kcd_cache_key(principal, spn, key, sizeof(key));
@@ -197,13 +208,37 @@ ngx_http_kcd_cache_get(ngx_http_kcd_cache_t *cache, ngx_str_t *principal,
 
     cn = ngx_http_kcd_cache_lookup(cache, hash, key, len);
 
-    if (cn == NULL) {
-        ngx_shmtx_unlock(&cache->shpool->mutex);
-        return NGX_DECLINED;
+    if (cn && cn->expires <= ngx_time()) {
+        ngx_http_kcd_cache_delete(cache, cn);
+        cn = NULL;
     }
 
-    if (cn->expires <= ngx_time()) {
-        ngx_http_kcd_cache_delete(cache, cn);
+    if (cn && cn->cred_len == 0) {
+        ngx_shmtx_unlock(&cache->shpool->mutex);
+        return NGX_BUSY;
+    }
+
+    if (cn == NULL) {
+
+        /* single flight: one KDC exchange per key, whatever the workers */
+
+        size = offsetof(ngx_rbtree_node_t, color)
+               + offsetof(ngx_http_kcd_cache_node_t, data) + len;
+
+        node = ngx_slab_alloc_locked(cache->shpool, size);
+
+        if (node) {
+            node->key = hash;
+            cn = ngx_http_kcd_cache_node(node);
+            cn->key_len = (u_short) len;
+            cn->cred_len = 0;
+            cn->expires = ngx_time() + NGX_HTTP_KCD_CACHE_FETCH_TIME;
+            ngx_memcpy(cn->data, key, len);
+
+            ngx_rbtree_insert(&cache->sh->rbtree, node);
+            ngx_queue_insert_head(&cache->sh->queue, &cn->queue);
+        }
+
         ngx_shmtx_unlock(&cache->shpool->mutex);
         return NGX_DECLINED;
     }
@@ -226,6 +261,36 @@ ngx_http_kcd_cache_get(ngx_http_kcd_cache_t *cache, ngx_str_t *principal,
 }
 
 
+/* the fetch failed: drop the placeholder so that the next request tries */
+
+void
+ngx_http_kcd_cache_cancel(ngx_http_kcd_cache_t *cache, ngx_str_t *principal,
+    ngx_str_t *spn)
+{
+    u_char                      key[1024];
+    size_t                      len;
+    uint32_t                    hash;
+    ngx_http_kcd_cache_node_t  *cn;
+
+    len = ngx_http_kcd_cache_key(principal, spn, key, sizeof(key));
+    if (len == 0) {
+        return;
+    }
+
+    hash = ngx_crc32_short(key, len);
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    cn = ngx_http_kcd_cache_lookup(cache, hash, key, len);
+
+    if (cn && cn->cred_len == 0) {
+        ngx_http_kcd_cache_delete(cache, cn);
+    }
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+}
+
+
 void
 ngx_http_kcd_cache_put(ngx_http_kcd_cache_t *cache, ngx_str_t *principal,
     ngx_str_t *spn, kcd_gss_buf_t *cred, time_t endtime)
@@ -242,6 +307,7 @@ ngx_http_kcd_cache_put(ngx_http_kcd_cache_t *cache, ngx_str_t *principal,
     expires = endtime - cache->margin;
 
     if (expires <= ngx_time() || cred->len == 0 || cred->len > 1024 * 1024) {
+        ngx_http_kcd_cache_cancel(cache, principal, spn);
         return;
     }
 

@@ -15,6 +15,14 @@
 
 static ngx_int_t ngx_http_kcd_delegate_header(ngx_http_request_t *r,
     kcd_gss_buf_t *token);
+static ngx_int_t ngx_http_kcd_delegate_wait(ngx_http_request_t *r,
+    ngx_http_kcd_ctx_t *ctx);
+static void ngx_http_kcd_delegate_wait_handler(ngx_event_t *ev);
+
+
+/* poll for another request's KDC exchange of the same ticket */
+#define NGX_HTTP_KCD_WAIT_STEP     10
+#define NGX_HTTP_KCD_WAIT_MAX      15000
 
 
 ngx_int_t
@@ -66,6 +74,19 @@ ngx_http_kcd_delegate(ngx_http_request_t *r, ngx_http_kcd_loc_conf_t *klcf,
         if (rc == NGX_ERROR) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
+
+        if (rc == NGX_BUSY) {
+            if (ctx->waited < NGX_HTTP_KCD_WAIT_MAX) {
+                return ngx_http_kcd_delegate_wait(r, ctx);
+            }
+
+            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                          "kcd: waited %Mms for another request's ticket "
+                          "of \"%V\" for \"%V\", asking the KDC",
+                          ctx->waited, &ctx->principal, &ctx->spn);
+        }
+
+        ctx->fetching = (rc == NGX_DECLINED);
 
         if (rc == NGX_OK) {
             /* no KDC request: the credential holds the service ticket */
@@ -135,6 +156,12 @@ ngx_http_kcd_delegate_done(ngx_http_request_t *r, ngx_http_kcd_ctx_t *ctx,
 
     kmcf = ngx_http_get_module_main_conf(r, ngx_http_kcd_module);
 
+    if (status != KCD_GSS_OK && ctx->fetching && kmcf->cache) {
+        /* let the next request try again */
+        ngx_http_kcd_cache_cancel(kmcf->cache, &ctx->principal, &ctx->spn);
+        ctx->fetching = 0;
+    }
+
     switch (status) {
 
     case KCD_GSS_OK:
@@ -163,6 +190,12 @@ ngx_http_kcd_delegate_done(ngx_http_request_t *r, ngx_http_kcd_ctx_t *ctx,
     }
 
     if (token->len == 0) {
+        if (ctx->fetching && kmcf->cache) {
+            ngx_http_kcd_cache_cancel(kmcf->cache, &ctx->principal,
+                                      &ctx->spn);
+            ctx->fetching = 0;
+        }
+
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "kcd: delegation of \"%V\" to \"%V\" gave no token",
                       &ctx->principal, &ctx->spn);
@@ -179,6 +212,12 @@ ngx_http_kcd_delegate_done(ngx_http_request_t *r, ngx_http_kcd_ctx_t *ctx,
     {
         ngx_http_kcd_cache_put(kmcf->cache, &ctx->principal, &ctx->spn,
                                cred, endtime);
+        ctx->fetching = 0;
+    }
+
+    if (ctx->fetching && kmcf->cache) {
+        ngx_http_kcd_cache_cancel(kmcf->cache, &ctx->principal, &ctx->spn);
+        ctx->fetching = 0;
     }
 
     if (ngx_http_kcd_delegate_header(r, token) != NGX_OK) {
@@ -215,4 +254,53 @@ ngx_http_kcd_delegate_header(ngx_http_request_t *r, kcd_gss_buf_t *token)
     value.len = (p - value.data) + dst.len;
 
     return ngx_http_kcd_set_upstream_authorization(r, &value);
+}
+
+
+/*
+ * Another request (in any worker) is asking the KDC for this very ticket:
+ * come back in a moment and take it from the cache, so that a burst of
+ * first requests costs one S4U2Self + S4U2Proxy, not one per request.
+ */
+
+static ngx_int_t
+ngx_http_kcd_delegate_wait(ngx_http_request_t *r, ngx_http_kcd_ctx_t *ctx)
+{
+    if (ctx->wait.handler == NULL) {
+        ctx->wait.handler = ngx_http_kcd_delegate_wait_handler;
+        ctx->wait.data = r;
+        ctx->wait.log = r->connection->log;
+    }
+
+    ngx_add_timer(&ctx->wait, NGX_HTTP_KCD_WAIT_STEP);
+    ctx->waited += NGX_HTTP_KCD_WAIT_STEP;
+
+    ctx->pending = 1;
+    r->main->blocked++;
+
+    return NGX_AGAIN;
+}
+
+
+static void
+ngx_http_kcd_delegate_wait_handler(ngx_event_t *ev)
+{
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+    ngx_http_kcd_ctx_t  *ctx;
+
+    r = ev->data;
+    c = r->connection;
+
+    ngx_http_set_log_request(c->log, r);
+
+    r->main->blocked--;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_kcd_module);
+    if (ctx) {
+        ctx->pending = 0;
+    }
+
+    r->write_event_handler(r);
+    ngx_http_run_posted_requests(c);
 }

@@ -60,8 +60,11 @@ if ($o{'wb-max-conns'}) {
     open(my $c, '>>', $ad->member_smb_conf) or die "smb.conf: $!";
     print $c "\twinbind max domain connections = $o{'wb-max-conns'}\n";
     close $c;
-    kill 'HUP', $ad->winbindd_pid;
-    sleep 1;
+    # a restart, not SIGHUP: winbindd 4.17 crashes (SIGSEGV) when this
+    # setting changes on reload.  KcdSamba has no public restart; its own
+    # helpers keep the new pid recorded, so ->stop still cleans up.
+    KcdSamba::_kill_group(delete $ad->{pids}{winbindd});
+    $ad->_spawn_winbindd;
     $ad->wait_member_online(20);
 }
 
@@ -217,6 +220,28 @@ sub load {
              p50 => $pct->(0.50), p99 => $pct->(0.99) };
 }
 
+# CPU time (s) used so far by the processes of the DC, of the member's
+# winbindd and of nginx: each is a process group of its own (samba renames
+# its processes, so go by group, not by name)
+my $HZ = POSIX::sysconf(POSIX::_SC_CLK_TCK()) || 100;
+
+sub cpu_groups {
+    my %g = (dc => $ad->dc_pid, winbindd => $ad->winbindd_pid,
+             nginx => $t->pid);
+    my %pg = reverse %g;
+    my %cpu = map { $_ => 0 } keys %g;
+    opendir(my $dh, '/proc') or return \%cpu;
+    for my $p (grep { /^\d+$/ } readdir $dh) {
+        open(my $f, '<', "/proc/$p/stat") or next;
+        my $st = <$f> // next;
+        $st =~ s/^.*\)\s+//s;
+        my @x = split ' ', $st;
+        my $who = $pg{$x[2]} // next;
+        $cpu{$who} += ($x[11] + $x[12]) / $HZ;
+    }
+    return \%cpu;
+}
+
 # sanity: one logon each way works before measuring
 for my $p ('/wb/ok.txt', '/file/ok.txt') {
     handshake($p) or die "a single NTLM logon to $p failed; see "
@@ -230,7 +255,13 @@ for my $case (['winbind (pass-through to the DC)', '/wb/ok.txt'],
               ['user file (local NT hash)', '/file/ok.txt'])
 {
     for my $n (1, $o{concurrency}) {
+        my $c0 = cpu_groups();
+        my @t0 = times;
         my $r = load($case->[1], $n, $o{duration});
+        my @t1 = times;
+        my $c1 = cpu_groups();
+        $r->{cpu}{$_} = $c1->{$_} - $c0->{$_} for keys %$c1;
+        $r->{cpu}{client} = ($t1[2] + $t1[3]) - ($t0[2] + $t0[3]);
         push @rows, [$case->[0], $n, $r];
         printf STDERR "  %-34s %3d client(s): %7.0f/s  (%d ok, %d errors)\n",
             $case->[0], $n, $r->{rate}, $r->{ok}, $r->{err};
@@ -259,6 +290,16 @@ for my $row (@rows) {
     my ($name, $n, $r) = @$row;
     printf "| %s | %d | %.0f | %d | %.1f | %.1f |\n", $name, $n, $r->{rate},
         $r->{err}, $r->{p50}, $r->{p99};
+}
+print "\nCPU per logon (ms), by process group:\n\n";
+print "| validation | concurrent clients | nginx | winbindd (member) "
+    . "| samba DC | load client |\n";
+print "|---|---:|---:|---:|---:|---:|\n";
+for my $row (@rows) {
+    my ($name, $n, $r) = @$row;
+    my $per = sub { $r->{ok} ? 1000 * $r->{cpu}{$_[0]} / $r->{ok} : 0 };
+    printf "| %s | %d | %.2f | %.2f | %.2f | %.2f |\n", $name, $n,
+        map { $per->($_) } qw(nginx winbindd dc client);
 }
 print "\n";
 printf "%.0f s per cell; nginx %d worker(s), thread_pool threads=%d; "

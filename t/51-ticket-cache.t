@@ -221,6 +221,42 @@ is($k->{tgs}, 0, 'after reload: no TGS_REQ at all');
 
 unlike($t->error_log, qr/\[(?:alert|emerg|crit)\]|exited on signal/,
        'no alert, crit or crashed worker (shared cache)');
+###############################################################################
+# A burst of first requests (10 connections at once, both workers) for a
+# user not in the cache: single flight, still one S4U2Self + one S4U2Proxy.
+
+{
+    my $mark = $realm->log_mark;
+    my @c;
+
+    for (1 .. 10) {
+        my $c = KcdTest::Conn->new(port => $port, timeout => 20);
+        my $t1 = type1();
+        my $r1 = $c->request({ path => '/echo',
+                               headers => [Authorization => 'NTLM ' . b64($t1)] });
+        my ($v) = grep { /^NTLM \S/ } $r1->headers_all('WWW-Authenticate');
+        my $t3 = type3(type1 => $t1, type2 => parse_type2(unb64(substr($v, 5))),
+                       user => 'u30', domain => 'KCD', password => $PW{u30});
+        push @c, [$c, $t3];
+    }
+
+    # all the Type 3s leave before any answer comes back
+    $_->[0]->send($_->[0]->build_request({ path => '/echo',
+        headers => [Authorization => 'NTLM ' . b64($_->[1])] })) for @c;
+
+    my @r = map { $_->[0]->read_response } @c;
+    $_->[0]->close for @c;
+
+    is(ok_for('u30', @r), 10, 'cold burst: 10 concurrent first requests served');
+    my %w = map { ($_->header('X-Worker') // '') => 1 } @r;
+    my $k = kdc($mark);
+    is($k->{'s4u2self:u30'} // 0, 1, 'cold burst: one S4U2Self in total');
+    is($k->{'s4u2proxy:u30'} // 0, 1, 'cold burst: one S4U2Proxy in total');
+    is(scalar(grep { ($_->header('X-Cache') // '') eq 'MISS' } @r) >= 1, 1,
+       'cold burst: the first is a MISS, the others wait for it');
+    note('workers serving the burst: ' . join(',', sort keys %w));
+}
+
 $t->stop;
 
 ###############################################################################
