@@ -30,6 +30,7 @@ ngx_http_kcd_delegate(ngx_http_request_t *r, ngx_http_kcd_loc_conf_t *klcf,
     ngx_http_kcd_ctx_t *ctx)
 {
     char                       err[512];
+    u_char                    *p;
     ngx_int_t                  rc;
     kcd_gss_buf_t              cred, token;
     ngx_http_kcd_conn_t       *kc;
@@ -41,10 +42,21 @@ ngx_http_kcd_delegate(ngx_http_request_t *r, ngx_http_kcd_loc_conf_t *klcf,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (ctx->spn.len == 0) {
+    /* NUL-terminated for GSSAPI (a variable's value is not) */
+
+    p = ngx_pnalloc(r->pool, ctx->spn.len + 1);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(p, ctx->spn.data, ctx->spn.len);
+    p[ctx->spn.len] = '\0';
+    ctx->spn.data = p;
+
+    if (ctx->spn.len == 0 || ngx_strlen(p) != ctx->spn.len) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "kcd: kcd_spn is empty for this request: nothing is "
-                      "forwarded without a ticket");
+                      "kcd: kcd_spn is empty or invalid for this request: "
+                      "nothing is forwarded without a ticket");
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -94,8 +106,8 @@ ngx_http_kcd_delegate(ngx_http_request_t *r, ngx_http_kcd_loc_conf_t *klcf,
             token.data = NULL;
             token.len = 0;
 
-            if (kcd_gss_token(kmcf->gss, &cred, (char *) ctx->spn.data,
-                              &token, err, sizeof(err))
+            if (kcd_gss_token_fast(kmcf->gss, &cred, (char *) ctx->spn.data,
+                                   &token, err, sizeof(err))
                 == KCD_GSS_OK)
             {
                 ngx_explicit_memzero(cred.data, cred.len);
@@ -125,21 +137,6 @@ ngx_http_kcd_delegate(ngx_http_request_t *r, ngx_http_kcd_loc_conf_t *klcf,
 
         ngx_str_set(&ctx->cache_status, "MISS");
         ngx_http_kcd_count(r, cache_miss);
-    }
-
-    /* the SPN must be NUL-terminated for the task */
-
-    {
-        u_char  *p;
-
-        p = ngx_pnalloc(r->pool, ctx->spn.len + 1);
-        if (p == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        ngx_memcpy(p, ctx->spn.data, ctx->spn.len);
-        p[ctx->spn.len] = '\0';
-        ctx->spn.data = p;
     }
 
     return ngx_http_kcd_post_task(r, ctx, NGX_HTTP_KCD_TASK_DELEGATE);

@@ -36,6 +36,19 @@
 #define KCD_GSS_ACCEPT_BACKOFF  30
 
 
+/* credentials kept imported per worker, direct-mapped by content */
+#define KCD_GSS_HANDLES  256
+
+typedef struct {
+    uint8_t          *blob;       /* the exported credential, a copy */
+    size_t            len;
+    uint32_t          hash;
+    char             *spn;
+    gss_name_t        target;
+    gss_cred_id_t     cred;
+} kcd_gss_handle_t;
+
+
 struct kcd_gss_s {
     pthread_mutex_t   lock;
     int               lock_inited;
@@ -45,6 +58,16 @@ struct kcd_gss_s {
     time_t            accept_only_until;   /* under lock */
     char              ccache[64];
     char              kt_name[4096 + 8];
+
+    /*
+     * Held for the life of the worker: MIT keeps a parsed krb5.conf only
+     * while some context refers to it, and every GSSAPI call makes a
+     * context of its own; without this each upstream token re-read it.
+     */
+    krb5_context      keep;
+
+    /* imported credentials for kcd_gss_token_fast(), event loop only */
+    kcd_gss_handle_t  handles[KCD_GSS_HANDLES];
 };
 
 
@@ -60,6 +83,7 @@ static gss_OID_set_desc  kcd_krb5_set = { 1, &kcd_krb5_oid };
 
 
 static void kcd_gss_forget_tgt(kcd_gss_t *g);
+static void kcd_gss_handle_free(kcd_gss_handle_t *h);
 
 
 static void
@@ -332,6 +356,10 @@ kcd_gss_init(kcd_gss_t **gp, const char *keytab, const char *principal,
 
     g->lock_inited = 1;
 
+    if (krb5_init_context(&g->keep) != 0) {
+        g->keep = NULL;    /* slower, not fatal */
+    }
+
     *gp = g;
 
     return KCD_GSS_OK;
@@ -346,6 +374,7 @@ failed:
 void
 kcd_gss_destroy(kcd_gss_t *g)
 {
+    int        i;
     OM_uint32  minor;
 
     if (g == NULL) {
@@ -359,6 +388,14 @@ kcd_gss_destroy(kcd_gss_t *g)
 
     if (g->lock_inited) {
         pthread_mutex_destroy(&g->lock);
+    }
+
+    for (i = 0; i < KCD_GSS_HANDLES; i++) {
+        kcd_gss_handle_free(&g->handles[i]);
+    }
+
+    if (g->keep) {
+        krb5_free_context(g->keep);
     }
 
     if (g->proxy_name != GSS_C_NO_NAME) {
@@ -1329,4 +1366,148 @@ kcd_gss_free(kcd_gss_buf_t *b)
 
     b->data = NULL;
     b->len = 0;
+}
+
+
+static void
+kcd_gss_handle_free(kcd_gss_handle_t *h)
+{
+    OM_uint32  minor;
+
+    if (h->cred != GSS_C_NO_CREDENTIAL) {
+        gss_release_cred(&minor, &h->cred);
+    }
+
+    if (h->target != GSS_C_NO_NAME) {
+        gss_release_name(&minor, &h->target);
+    }
+
+    if (h->blob) {
+        memset(h->blob, 0, h->len);
+        free(h->blob);
+    }
+
+    free(h->spn);
+    memset(h, 0, sizeof(kcd_gss_handle_t));
+}
+
+
+static uint32_t
+kcd_gss_fnv1a(const uint8_t *p, size_t len, const char *s)
+{
+    size_t    i;
+    uint32_t  h;
+
+    h = 2166136261u;
+
+    for (i = 0; i < len; i++) {
+        h = (h ^ p[i]) * 16777619u;
+    }
+
+    while (*s) {
+        h = (h ^ (uint8_t) *s++) * 16777619u;
+    }
+
+    return h;
+}
+
+
+/*
+ * kcd_gss_token() for the event loop's cache hits: the imported
+ * credential and the target name are kept per worker, keyed by the
+ * credential's bytes, so a request costs one gss_init_sec_context() (no
+ * import, no name parsing, no KDC).  Not thread-safe: one thread only.
+ */
+
+int
+kcd_gss_token_fast(kcd_gss_t *g, const kcd_gss_buf_t *cred, const char *spn,
+    kcd_gss_buf_t *token, char *err, size_t errlen)
+{
+    int                rc;
+    uint32_t           hash;
+    OM_uint32          major, minor;
+    gss_ctx_id_t       ctx;
+    gss_buffer_desc    buf, out;
+    kcd_gss_handle_t  *h;
+
+    token->data = NULL;
+    token->len = 0;
+
+    if (cred == NULL || cred->len == 0) {
+        kcd_gss_err(err, errlen, "no credential");
+        return KCD_GSS_ERROR;
+    }
+
+    if (kcd_gss_check_name("SPN", spn, err, errlen) != KCD_GSS_OK) {
+        return KCD_GSS_ERROR;
+    }
+
+    hash = kcd_gss_fnv1a(cred->data, cred->len, spn);
+    h = &g->handles[hash % KCD_GSS_HANDLES];
+
+    if (h->cred == GSS_C_NO_CREDENTIAL || h->hash != hash
+        || h->len != cred->len || memcmp(h->blob, cred->data, h->len) != 0
+        || strcmp(h->spn, spn) != 0)
+    {
+        kcd_gss_handle_free(h);
+
+        h->blob = malloc(cred->len);
+        h->spn = strdup(spn);
+
+        if (h->blob == NULL || h->spn == NULL) {
+            kcd_gss_handle_free(h);
+            kcd_gss_err(err, errlen, "out of memory");
+            return KCD_GSS_ERROR;
+        }
+
+        memcpy(h->blob, cred->data, cred->len);
+        h->len = cred->len;
+        h->hash = hash;
+
+        rc = kcd_gss_import_name(spn, &h->target, err, errlen);
+        if (rc != KCD_GSS_OK) {
+            kcd_gss_handle_free(h);
+            return rc;
+        }
+
+        buf.value = cred->data;
+        buf.length = cred->len;
+
+        major = gss_import_cred(&minor, &buf, &h->cred);
+        if (GSS_ERROR(major)) {
+            kcd_gss_fail("importing the cached credential", major, minor,
+                         NULL, err, errlen);
+            kcd_gss_handle_free(h);
+            return KCD_GSS_ERROR;
+        }
+    }
+
+    ctx = GSS_C_NO_CONTEXT;
+
+    /* a fresh authenticator every time: upstream replay caches (B7) */
+    major = gss_init_sec_context(&minor, h->cred, &ctx, h->target,
+                                 &kcd_spnego_oid, 0, GSS_C_INDEFINITE,
+                                 GSS_C_NO_CHANNEL_BINDINGS, GSS_C_NO_BUFFER,
+                                 NULL, &out, NULL, NULL);
+    if (GSS_ERROR(major)) {
+        char  what[1200];
+
+        snprintf(what, sizeof(what), "token for %s from the cached "
+                 "credential", spn);
+        rc = kcd_gss_fail(what, major, minor, NULL, err, errlen);
+        kcd_gss_handle_free(h);
+        return (rc == KCD_GSS_UNAVAILABLE) ? rc : KCD_GSS_ERROR;
+    }
+
+    rc = kcd_gss_copy_buf(&out, token);
+
+    if (ctx != GSS_C_NO_CONTEXT) {
+        gss_delete_sec_context(&minor, &ctx, GSS_C_NO_BUFFER);
+    }
+
+    if (rc != KCD_GSS_OK) {
+        kcd_gss_err(err, errlen, "out of memory");
+    }
+
+    return rc;
 }

@@ -75,6 +75,14 @@ int kcd_gss_delegate(kcd_gss_t *g, const char *user, const char *spn,
 int kcd_gss_token(kcd_gss_t *g, const kcd_gss_buf_t *cred, const char *spn,
     kcd_gss_buf_t *token, char *err, size_t errlen);
 
+/*
+ * The same, keeping the imported credential per worker (keyed by its
+ * bytes): one gss_init_sec_context() per call.  Event loop only (not
+ * thread-safe).
+ */
+int kcd_gss_token_fast(kcd_gss_t *g, const kcd_gss_buf_t *cred,
+    const char *spn, kcd_gss_buf_t *token, char *err, size_t errlen);
+
 /* Blocking.  Basic: AS exchange with the password. */
 int kcd_gss_password(kcd_gss_t *g, const char *user, const char *password,
     char **principal, char *err, size_t errlen);

@@ -273,7 +273,9 @@ is(scalar(@x = $rec->requests), 0, '... nothing forwarded');
 
 $kmark = $realm->log_mark;
 $r = curl('--basic', '-u', 'alice:Alice-Pass1', "$http/nospn/x");
-isnt($r->{status}, 200, 'plain HTTP, Basic-only location: refused');
+# nothing can be offered there: 403 (the module's choice) or a bare 401
+like($r->{status}, qr/^40[13]$/,
+     "plain HTTP, Basic-only location: refused ($r->{status})");
 ok(!grep({ lc $_->[0] eq 'www-authenticate' && $_->[1] =~ /basic/i }
          @{$r->{headers}}),
    '... no Basic challenge offered');
