@@ -141,7 +141,7 @@ sub forwarded {
 sub refused {
     my ($name, $r, $uri, $reason, $mark) = @_;
     subtest "refused: $name" => sub {
-        is($r->{status}, 401, '401');
+        is($r->{status}, 401, 'status 401');
         is_deeply([$r->headers_all('WWW-Authenticate')], ['NTLM'],
                   'bare WWW-Authenticate: NTLM');
         is(forwarded($uri), 0, 'nothing forwarded');
