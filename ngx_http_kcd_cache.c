@@ -261,6 +261,13 @@ ngx_http_kcd_cache_get(ngx_http_kcd_cache_t *cache, ngx_str_t *principal,
 }
 
 
+time_t
+ngx_http_kcd_cache_margin(ngx_http_kcd_cache_t *cache)
+{
+    return cache->margin;
+}
+
+
 /* the fetch failed: drop the placeholder so that the next request tries */
 
 void

@@ -80,6 +80,28 @@ ngx_http_kcd_delegate(ngx_http_request_t *r, ngx_http_kcd_loc_conf_t *klcf,
         && !(ctx->auth_scheme == NGX_HTTP_KCD_NEGOTIATE && kc
              && kc->evidence.len))
     {
+        /* this worker's own copy first: no shared memory, no import */
+
+        if (kcd_gss_token_local(kmcf->gss, (char *) ctx->principal.data,
+                                (char *) ctx->spn.data,
+                                ngx_http_kcd_cache_margin(kmcf->cache),
+                                &token)
+            == KCD_GSS_OK)
+        {
+            ngx_str_set(&ctx->cache_status, "HIT");
+            ngx_http_kcd_count(r, cache_hit);
+
+            rc = ngx_http_kcd_delegate_header(r, &token);
+            kcd_gss_free(&token);
+
+            if (rc != NGX_OK) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            ctx->delegated = 1;
+            return NGX_OK;
+        }
+
         rc = ngx_http_kcd_cache_get(kmcf->cache, &ctx->principal, &ctx->spn,
                                     r->pool, &cred);
 
@@ -106,8 +128,9 @@ ngx_http_kcd_delegate(ngx_http_request_t *r, ngx_http_kcd_loc_conf_t *klcf,
             token.data = NULL;
             token.len = 0;
 
-            if (kcd_gss_token_fast(kmcf->gss, &cred, (char *) ctx->spn.data,
-                                   &token, err, sizeof(err))
+            if (kcd_gss_token_fast(kmcf->gss, (char *) ctx->principal.data,
+                                   &cred, (char *) ctx->spn.data, &token,
+                                   err, sizeof(err))
                 == KCD_GSS_OK)
             {
                 ngx_explicit_memzero(cred.data, cred.len);

@@ -43,9 +43,11 @@ typedef struct {
     uint8_t          *blob;       /* the exported credential, a copy */
     size_t            len;
     uint32_t          hash;
+    char             *principal;
     char             *spn;
     gss_name_t        target;
     gss_cred_id_t     cred;
+    krb5_creds       *kcreds;     /* the service ticket, for the fast path */
 } kcd_gss_handle_t;
 
 
@@ -83,7 +85,11 @@ static gss_OID_set_desc  kcd_krb5_set = { 1, &kcd_krb5_oid };
 
 
 static void kcd_gss_forget_tgt(kcd_gss_t *g);
-static void kcd_gss_handle_free(kcd_gss_handle_t *h);
+static void kcd_gss_handle_free(kcd_gss_t *g, kcd_gss_handle_t *h);
+static krb5_creds *kcd_gss_service_creds(kcd_gss_t *g, gss_cred_id_t cred,
+    const char *spn);
+static int kcd_gss_ap_req_token(kcd_gss_t *g, krb5_creds *creds,
+    kcd_gss_buf_t *token);
 
 
 static void
@@ -391,7 +397,7 @@ kcd_gss_destroy(kcd_gss_t *g)
     }
 
     for (i = 0; i < KCD_GSS_HANDLES; i++) {
-        kcd_gss_handle_free(&g->handles[i]);
+        kcd_gss_handle_free(g, &g->handles[i]);
     }
 
     if (g->keep) {
@@ -1370,9 +1376,13 @@ kcd_gss_free(kcd_gss_buf_t *b)
 
 
 static void
-kcd_gss_handle_free(kcd_gss_handle_t *h)
+kcd_gss_handle_free(kcd_gss_t *g, kcd_gss_handle_t *h)
 {
     OM_uint32  minor;
+
+    if (h->kcreds && g->keep) {
+        krb5_free_creds(g->keep, h->kcreds);
+    }
 
     if (h->cred != GSS_C_NO_CREDENTIAL) {
         gss_release_cred(&minor, &h->cred);
@@ -1387,22 +1397,24 @@ kcd_gss_handle_free(kcd_gss_handle_t *h)
         free(h->blob);
     }
 
+    free(h->principal);
     free(h->spn);
     memset(h, 0, sizeof(kcd_gss_handle_t));
 }
 
 
 static uint32_t
-kcd_gss_fnv1a(const uint8_t *p, size_t len, const char *s)
+kcd_gss_fnv1a(const char *p, const char *s)
 {
-    size_t    i;
     uint32_t  h;
 
     h = 2166136261u;
 
-    for (i = 0; i < len; i++) {
-        h = (h ^ p[i]) * 16777619u;
+    while (*p) {
+        h = (h ^ (uint8_t) *p++) * 16777619u;
     }
+
+    h = (h ^ 0) * 16777619u;
 
     while (*s) {
         h = (h ^ (uint8_t) *s++) * 16777619u;
@@ -1420,8 +1432,9 @@ kcd_gss_fnv1a(const uint8_t *p, size_t len, const char *s)
  */
 
 int
-kcd_gss_token_fast(kcd_gss_t *g, const kcd_gss_buf_t *cred, const char *spn,
-    kcd_gss_buf_t *token, char *err, size_t errlen)
+kcd_gss_token_fast(kcd_gss_t *g, const char *principal,
+    const kcd_gss_buf_t *cred, const char *spn, kcd_gss_buf_t *token,
+    char *err, size_t errlen)
 {
     int                rc;
     uint32_t           hash;
@@ -1442,20 +1455,21 @@ kcd_gss_token_fast(kcd_gss_t *g, const kcd_gss_buf_t *cred, const char *spn,
         return KCD_GSS_ERROR;
     }
 
-    hash = kcd_gss_fnv1a(cred->data, cred->len, spn);
+    hash = kcd_gss_fnv1a(principal, spn);
     h = &g->handles[hash % KCD_GSS_HANDLES];
 
     if (h->cred == GSS_C_NO_CREDENTIAL || h->hash != hash
         || h->len != cred->len || memcmp(h->blob, cred->data, h->len) != 0
-        || strcmp(h->spn, spn) != 0)
+        || strcmp(h->spn, spn) != 0 || strcmp(h->principal, principal) != 0)
     {
-        kcd_gss_handle_free(h);
+        kcd_gss_handle_free(g, h);
 
         h->blob = malloc(cred->len);
         h->spn = strdup(spn);
+        h->principal = strdup(principal);
 
-        if (h->blob == NULL || h->spn == NULL) {
-            kcd_gss_handle_free(h);
+        if (h->blob == NULL || h->spn == NULL || h->principal == NULL) {
+            kcd_gss_handle_free(g, h);
             kcd_gss_err(err, errlen, "out of memory");
             return KCD_GSS_ERROR;
         }
@@ -1466,7 +1480,7 @@ kcd_gss_token_fast(kcd_gss_t *g, const kcd_gss_buf_t *cred, const char *spn,
 
         rc = kcd_gss_import_name(spn, &h->target, err, errlen);
         if (rc != KCD_GSS_OK) {
-            kcd_gss_handle_free(h);
+            kcd_gss_handle_free(g, h);
             return rc;
         }
 
@@ -1477,9 +1491,16 @@ kcd_gss_token_fast(kcd_gss_t *g, const kcd_gss_buf_t *cred, const char *spn,
         if (GSS_ERROR(major)) {
             kcd_gss_fail("importing the cached credential", major, minor,
                          NULL, err, errlen);
-            kcd_gss_handle_free(h);
+            kcd_gss_handle_free(g, h);
             return KCD_GSS_ERROR;
         }
+
+        h->kcreds = kcd_gss_service_creds(g, h->cred, spn);
+    }
+
+    if (h->kcreds && kcd_gss_ap_req_token(g, h->kcreds, token) == KCD_GSS_OK)
+    {
+        return KCD_GSS_OK;
     }
 
     ctx = GSS_C_NO_CONTEXT;
@@ -1495,7 +1516,7 @@ kcd_gss_token_fast(kcd_gss_t *g, const kcd_gss_buf_t *cred, const char *spn,
         snprintf(what, sizeof(what), "token for %s from the cached "
                  "credential", spn);
         rc = kcd_gss_fail(what, major, minor, NULL, err, errlen);
-        kcd_gss_handle_free(h);
+        kcd_gss_handle_free(g, h);
         return (rc == KCD_GSS_UNAVAILABLE) ? rc : KCD_GSS_ERROR;
     }
 
@@ -1510,4 +1531,286 @@ kcd_gss_token_fast(kcd_gss_t *g, const kcd_gss_buf_t *cred, const char *spn,
     }
 
     return rc;
+}
+
+
+/*
+ * The fast path of kcd_gss_token_fast(): the service ticket taken out of
+ * the imported credential once, then per request just what MIT's own
+ * gss_init_sec_context() does (RFC 4121 4.1: an AP-REQ with the 0x8003
+ * checksum and a new subkey, GSS framing, SPNEGO NegTokenInit with the
+ * krb5 token, RFC 4178), but on the worker's long-lived krb5 context: no
+ * krb5.conf checks, no per-call context set-up.  Any failure falls back to
+ * gss_init_sec_context().
+ */
+
+static krb5_creds *
+kcd_gss_service_creds(kcd_gss_t *g, gss_cred_id_t cred, const char *spn)
+{
+    char             name[64];
+    OM_uint32        major, minor;
+    krb5_creds       c, *out;
+    krb5_ccache      cc;
+    krb5_principal   server;
+    krb5_cc_cursor   cur;
+
+    static unsigned long  n;
+
+    if (g->keep == NULL) {
+        return NULL;
+    }
+
+    snprintf(name, sizeof(name), "MEMORY:kcd-fast-%ld-%lu",
+             (long) getpid(), ++n);
+
+    if (krb5_cc_resolve(g->keep, name, &cc) != 0) {
+        return NULL;
+    }
+
+    out = NULL;
+    server = NULL;
+
+    major = gss_krb5_copy_ccache(&minor, cred, cc);
+    if (GSS_ERROR(major)) {
+        goto done;
+    }
+
+    if (krb5_parse_name(g->keep, spn, &server) != 0) {
+        goto done;
+    }
+
+    if (krb5_cc_start_seq_get(g->keep, cc, &cur) != 0) {
+        goto done;
+    }
+
+    while (out == NULL && krb5_cc_next_cred(g->keep, cc, &cur, &c) == 0) {
+
+        if (krb5_principal_compare_any_realm(g->keep, c.server, server)
+            && c.ticket.length)
+        {
+            if (krb5_copy_creds(g->keep, &c, &out) != 0) {
+                out = NULL;
+            }
+        }
+
+        krb5_free_cred_contents(g->keep, &c);
+    }
+
+    krb5_cc_end_seq_get(g->keep, cc, &cur);
+
+done:
+
+    if (server) {
+        krb5_free_principal(g->keep, server);
+    }
+
+    krb5_cc_destroy(g->keep, cc);
+
+    return out;
+}
+
+
+/* RFC 4121 4.1.1: Lgth 16, no channel bindings, flags */
+
+static krb5_error_code KRB5_CALLCONV
+kcd_gss_cksum(krb5_context ctx, krb5_auth_context actx, void *data,
+    krb5_data **out)
+{
+    krb5_data  *d;
+
+    d = calloc(1, sizeof(krb5_data));
+    if (d == NULL) {
+        return ENOMEM;
+    }
+
+    d->data = calloc(1, 24);
+    if (d->data == NULL) {
+        free(d);
+        return ENOMEM;
+    }
+
+    d->magic = KV5M_DATA;
+    d->length = 24;
+    d->data[0] = 16;
+    d->data[20] = (char) (GSS_C_CONF_FLAG | GSS_C_INTEG_FLAG);
+
+    *out = d;
+
+    return 0;
+}
+
+
+static size_t
+kcd_der_size(size_t len)
+{
+    if (len < 0x80) {
+        return 2 + len;
+    }
+
+    if (len < 0x100) {
+        return 3 + len;
+    }
+
+    if (len < 0x10000) {
+        return 4 + len;
+    }
+
+    return 5 + len;
+}
+
+
+static uint8_t *
+kcd_der_hdr(uint8_t *p, uint8_t tag, size_t len)
+{
+    *p++ = tag;
+
+    if (len < 0x80) {
+        *p++ = (uint8_t) len;
+
+    } else if (len < 0x100) {
+        *p++ = 0x81;
+        *p++ = (uint8_t) len;
+
+    } else if (len < 0x10000) {
+        *p++ = 0x82;
+        *p++ = (uint8_t) (len >> 8);
+        *p++ = (uint8_t) len;
+
+    } else {
+        *p++ = 0x83;
+        *p++ = (uint8_t) (len >> 16);
+        *p++ = (uint8_t) (len >> 8);
+        *p++ = (uint8_t) len;
+    }
+
+    return p;
+}
+
+
+static int
+kcd_gss_ap_req_token(kcd_gss_t *g, krb5_creds *creds, kcd_gss_buf_t *token)
+{
+    int                 rc;
+    size_t              inner, krb, mech_token, a2, mech_types, a0,
+                        init, outer_a0, total;
+    uint8_t            *p;
+    krb5_data           ap_req;
+    krb5_auth_context   actx;
+
+    /* the krb5 mechanism OID with its DER header, RFC 1964 */
+    static const uint8_t  krb5_oid[] = {
+        0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x12, 0x01, 0x02, 0x02
+    };
+    static const uint8_t  spnego_oid[] = {
+        0x06, 0x06, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x02
+    };
+
+    if (time(NULL) >= creds->times.endtime) {
+        return KCD_GSS_ERROR;
+    }
+
+    actx = NULL;
+    ap_req.data = NULL;
+    ap_req.length = 0;
+    rc = KCD_GSS_ERROR;
+
+    if (krb5_auth_con_init(g->keep, &actx) != 0
+        || krb5_auth_con_setflags(g->keep, actx,
+                                  KRB5_AUTH_CONTEXT_DO_SEQUENCE) != 0
+        || krb5_auth_con_set_req_cksumtype(g->keep, actx, 0x8003) != 0
+        || krb5_auth_con_set_checksum_func(g->keep, actx, kcd_gss_cksum,
+                                           NULL) != 0
+        || krb5_mk_req_extended(g->keep, &actx, AP_OPTS_USE_SUBKEY, NULL,
+                                creds, &ap_req) != 0)
+    {
+        goto done;
+    }
+
+    inner = sizeof(krb5_oid) + 2 + ap_req.length;    /* TOK_ID 01 00 */
+    krb = kcd_der_size(inner);
+    mech_token = kcd_der_size(krb);                  /* OCTET STRING */
+    a2 = kcd_der_size(mech_token);
+    mech_types = kcd_der_size(sizeof(krb5_oid));     /* SEQUENCE OF */
+    a0 = kcd_der_size(mech_types);
+    init = kcd_der_size(a0 + a2);                    /* NegTokenInit */
+    outer_a0 = kcd_der_size(init);
+    total = kcd_der_size(sizeof(spnego_oid) + outer_a0);
+
+    token->data = malloc(total);
+    if (token->data == NULL) {
+        goto done;
+    }
+
+    p = token->data;
+    p = kcd_der_hdr(p, 0x60, sizeof(spnego_oid) + outer_a0);
+    memcpy(p, spnego_oid, sizeof(spnego_oid));
+    p += sizeof(spnego_oid);
+    p = kcd_der_hdr(p, 0xa0, init);
+    p = kcd_der_hdr(p, 0x30, a0 + a2);
+    p = kcd_der_hdr(p, 0xa0, mech_types);
+    p = kcd_der_hdr(p, 0x30, sizeof(krb5_oid));
+    memcpy(p, krb5_oid, sizeof(krb5_oid));
+    p += sizeof(krb5_oid);
+    p = kcd_der_hdr(p, 0xa2, mech_token);
+    p = kcd_der_hdr(p, 0x04, krb);
+    p = kcd_der_hdr(p, 0x60, inner);
+    memcpy(p, krb5_oid, sizeof(krb5_oid));
+    p += sizeof(krb5_oid);
+    *p++ = 0x01;
+    *p++ = 0x00;
+    memcpy(p, ap_req.data, ap_req.length);
+    p += ap_req.length;
+
+    token->len = p - token->data;
+
+    if (token->len != total) {
+        free(token->data);
+        token->data = NULL;
+        token->len = 0;
+        goto done;
+    }
+
+    rc = KCD_GSS_OK;
+
+done:
+
+    if (ap_req.data) {
+        krb5_free_data_contents(g->keep, &ap_req);
+    }
+
+    if (actx) {
+        krb5_auth_con_free(g->keep, actx);
+    }
+
+    return rc;
+}
+
+
+/*
+ * The worker's own layer over kcd_ticket_cache: the ticket of (principal,
+ * SPN) imported earlier in this worker, good until its end time minus
+ * margin.  KCD_GSS_OK with a token, or KCD_GSS_DENIED: ask the shared
+ * cache.  Event loop only.
+ */
+
+int
+kcd_gss_token_local(kcd_gss_t *g, const char *principal, const char *spn,
+    time_t margin, kcd_gss_buf_t *token)
+{
+    kcd_gss_handle_t  *h;
+
+    token->data = NULL;
+    token->len = 0;
+
+    h = &g->handles[kcd_gss_fnv1a(principal, spn) % KCD_GSS_HANDLES];
+
+    if (h->kcreds == NULL
+        || strcmp(h->principal, principal) != 0 || strcmp(h->spn, spn) != 0
+        || time(NULL) >= h->kcreds->times.endtime - margin)
+    {
+        return KCD_GSS_DENIED;
+    }
+
+    return kcd_gss_ap_req_token(g, h->kcreds, token) == KCD_GSS_OK
+           ? KCD_GSS_OK : KCD_GSS_DENIED;
 }

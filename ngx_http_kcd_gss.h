@@ -80,8 +80,17 @@ int kcd_gss_token(kcd_gss_t *g, const kcd_gss_buf_t *cred, const char *spn,
  * bytes): one gss_init_sec_context() per call.  Event loop only (not
  * thread-safe).
  */
-int kcd_gss_token_fast(kcd_gss_t *g, const kcd_gss_buf_t *cred,
-    const char *spn, kcd_gss_buf_t *token, char *err, size_t errlen);
+int kcd_gss_token_fast(kcd_gss_t *g, const char *principal,
+    const kcd_gss_buf_t *cred, const char *spn, kcd_gss_buf_t *token,
+    char *err, size_t errlen);
+
+/*
+ * A token from the ticket this worker imported before for (principal,
+ * SPN), if it is good for margin seconds more: KCD_GSS_OK, else
+ * KCD_GSS_DENIED.  Event loop only.
+ */
+int kcd_gss_token_local(kcd_gss_t *g, const char *principal, const char *spn,
+    time_t margin, kcd_gss_buf_t *token);
 
 /* Blocking.  Basic: AS exchange with the password. */
 int kcd_gss_password(kcd_gss_t *g, const char *user, const char *password,

@@ -728,13 +728,19 @@ ngx_http_kcd_authenticated(ngx_http_request_t *r, ngx_http_kcd_ctx_t *ctx,
     ctx->authenticated = 1;
     ctx->auth_scheme = scheme;
 
-    ctx->user.data = ngx_pstrdup(r->pool, user);
+    /* NUL-terminated: the principal goes to GSSAPI as a C string */
+
+    ctx->user.data = (u_char *) ngx_http_kcd_cstr(r->pool, user);
     ctx->user.len = user->len;
-    ctx->principal.data = ngx_pstrdup(r->pool, principal);
+    ctx->principal.data = (u_char *) ngx_http_kcd_cstr(r->pool, principal);
     ctx->principal.len = principal->len;
 
     if (ctx->user.data == NULL || ctx->principal.data == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_strlen(ctx->principal.data) != ctx->principal.len) {
+        return NGX_HTTP_BAD_REQUEST;
     }
 
     kc = ngx_http_kcd_conn(r, 1);

@@ -198,6 +198,20 @@ like($h{body}, qr/^user=alice\@KCD\.TEST method=POST len=11 /,
     'fresh token, POST with a body');
 
 $mark = $realm->log_mark;
+# the module's event-loop path: the AP-REQ built on a long-lived context
+$mark = $realm->log_mark;
+$r = cmd("fasttoken $dir/alice.cred HTTP/backend.kcd.test 2000");
+is($r->{rc}, 'OK', 'fast token from the exported credential') or diag $r->{line};
+is(kdc($mark), 0, '... 2000 fast tokens, 0 KDC requests');
+diag("fast token: $r->{us} us (gss_init_sec_context path above)");
+%h = curl({}, '-H', "Authorization: Negotiate $r->{token}", $be->url('/echo'));
+is($h{status}, 200, 'backend accepts the fast token');
+like($h{body}, qr/^user=alice\@KCD\.TEST /, '... as alice');
+%h = curl({}, '-H', "Authorization: Negotiate $r->{token}", $be->url('/echo'));
+is($h{status}, 401, 'the same fast token again: 401 (replay)');
+$r = cmd("fasttoken $dir/alice.cred HTTP/notallowed.kcd.test");
+isnt($r->{rc}, 'OK', 'fast token for a SPN the credential has no ticket for');
+
 $r = cmd("token $dir/alice.cred HTTP/notallowed.kcd.test");
 isnt($r->{rc}, 'OK', 'token for a SPN the credential has no ticket for');
 is(kdc($mark), 0, '... and no KDC request for it');

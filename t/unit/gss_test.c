@@ -8,6 +8,9 @@
  *   delegate USER SPN [CREDFILE]      S4U2Self + S4U2Proxy
  *   delegate_ev EVFILE USER SPN [CREDFILE]   S4U2Proxy with evidence
  *   token CREDFILE SPN [N]            N tokens, prints the last (base64)
+ *   fasttoken CREDFILE SPN [N]        the same by kcd_gss_token_fast (the
+ *                                     module's event-loop path) and
+ *                                     kcd_gss_token_local after the first
  *   accept TOKENFILE [EVFILE]         raw client token from a file
  *   password USER PASSWORD
  *   check                             kcd_gss_check_keytab
@@ -183,6 +186,47 @@ do_delegate(const char *evfile, const char *user, const char *spn,
 
     kcd_gss_free(&cred);
     kcd_gss_free(&ev);
+}
+
+
+static void
+do_fasttoken(const char *credfile, const char *spn, int n)
+{
+    int             i, rc;
+    char            err[1024], *s;
+    double          t0;
+    kcd_gss_buf_t   cred, tok;
+
+    if (read_file(credfile, &cred) != 0) {
+        printf("ERROR err=cannot read %s\n", credfile);
+        return;
+    }
+
+    if (n < 1) {
+        n = 1;
+    }
+
+    err[0] = '\0';
+    tok.data = NULL;
+    tok.len = 0;
+
+    rc = kcd_gss_token_fast(g, "user@TEST", &cred, spn, &tok, err,
+                            sizeof(err));
+
+    t0 = now();
+    for (i = 1; rc == KCD_GSS_OK && i < n; i++) {
+        kcd_gss_free(&tok);
+        rc = kcd_gss_token_local(g, "user@TEST", spn, 0, &tok);
+    }
+    t0 = (now() - t0) / (n > 1 ? n - 1 : 1);
+
+    s = b64(tok.data, tok.len);
+    printf("%s n=%d us=%.1f token=%s err=%s\n", rc_name(rc), n, t0 * 1e6,
+           s, err);
+    free(s);
+
+    kcd_gss_free(&tok);
+    kcd_gss_free(&cred);
 }
 
 
@@ -392,6 +436,9 @@ run(int argc, char **argv)
 
     } else if (strcmp(argv[0], "delegate_ev") == 0 && argc >= 4) {
         do_delegate(argv[1], argv[2], argv[3], ARG(4));
+
+    } else if (strcmp(argv[0], "fasttoken") == 0 && argc >= 3) {
+        do_fasttoken(argv[1], argv[2], argc > 3 ? atoi(argv[3]) : 1);
 
     } else if (strcmp(argv[0], "token") == 0 && argc >= 3) {
         do_token(argv[1], argv[2], argc > 3 ? atoi(argv[3]) : 1);
