@@ -57,7 +57,7 @@ GetOptions(\%o, 'seconds=f', 'rounds=i', 'conns=i', 'keep', 'profile',
            'what-if!')
     or die "usage: $0 [--seconds N] [--rounds N] [--conns N] [--keep] "
          . "[--profile] [--no-what-if]\n";
-$o{'what-if'} //= 1;
+$o{'what-if'} //= 0;    # the module now holds its own krb5 context
 
 my $REPO = KcdTest::repo_root();
 
