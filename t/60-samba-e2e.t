@@ -420,6 +420,31 @@ diag(sprintf('Samba AD up in %.1f s (%s); whole test %.1f s', $t_ad,
     $ad->from_snapshot ? 'snapshot' : 'provisioned', time - $T0));
 
 $t->stop;
+
+###########################################################################
+# Workers that cannot open winbindd's privileged pipe (not root, not in
+# winbindd_priv): a clear error at start-up, naming the fix.
+
+{
+    my $t2 = KcdTest->new(nginx => $wrapper);
+    $t2->write_config(<<"EOF", user => 'nobody nogroup');
+    server {
+        listen 127.0.0.1:%%PORT_8090%%;
+        kcd_ntlm_domain KCD;
+        kcd_ntlm_computer $member;
+        location / { kcd_auth ntlm; kcd_ntlm_winbind on; }
+    }
+EOF
+    eval { $t2->run(timeout => 10) };
+    ok(!$@, 'nginx with unprivileged workers started') or diag $@;
+    my $l = $t2->wait_for_log(qr/winbind pass-through will fail/, 5);
+    ok($l, 'start-up: error line when the privileged pipe cannot be opened')
+        or diag $t2->error_log;
+    like($l // '', qr/\[emerg\].*winbindd_priv/,
+         '... at emerg level, telling to add the worker user to winbindd_priv');
+    $t2->stop;
+}
+
 $be->stop;
 $ad->stop;
 
