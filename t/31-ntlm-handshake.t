@@ -459,18 +459,7 @@ subtest 'raw NTLMSSP under Negotiate' => sub {
 subtest 'foreign clients: python requests_ntlm, curl' => sub {
     # ntlm_auth needs MD4 from hashlib: OpenSSL's legacy provider (client
     # side only)
-    my $ossl = $t->write_file('openssl-legacy.cnf', <<'EOF');
-openssl_conf = openssl_init
-[openssl_init]
-providers = provider_sect
-[provider_sect]
-default = default_sect
-legacy = legacy_sect
-[default_sect]
-activate = 1
-[legacy_sect]
-activate = 1
-EOF
+    my $ossl = $t->openssl_legacy_conf;
     local $ENV{OPENSSL_CONF} = $ossl;
     $b->clear;
 

@@ -172,18 +172,7 @@ my $py_ok = -x $PY && system($PY, '-c', 'import requests, requests_ntlm',
 
 # python's ntlm_auth needs MD4 from hashlib: OpenSSL's legacy provider,
 # for the client only
-$t->write_file('openssl-legacy.cnf', <<'EOF');
-openssl_conf = openssl_init
-[openssl_init]
-providers = provider_sect
-[provider_sect]
-default = default_sect
-legacy = legacy_sect
-[default_sect]
-activate = 1
-[legacy_sect]
-activate = 1
-EOF
+$t->openssl_legacy_conf;
 
 $t->write_file('client.py', <<'EOF');
 import json, sys, warnings

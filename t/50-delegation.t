@@ -54,22 +54,7 @@ my $cert = $t->make_cert('proxy', cn => 'proxy.kcd.test');
 
 # OpenSSL 3 keeps MD4 in the legacy provider; python's ntlm_auth needs it
 # (client side only: nginx has its own MD4).
-$t->write_file('openssl-legacy.cnf', <<'EOF');
-openssl_conf = openssl_init
-
-[openssl_init]
-providers = provider_sect
-
-[provider_sect]
-default = default_sect
-legacy = legacy_sect
-
-[default_sect]
-activate = 1
-
-[legacy_sect]
-activate = 1
-EOF
+$t->openssl_legacy_conf;
 
 my $krb5_conf = $realm->krb5_conf;
 my $rcache = $realm->dir . '/rcache';

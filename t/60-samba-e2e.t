@@ -282,20 +282,7 @@ SKIP: {
         if system("$PY -c 'import requests_ntlm' 2>/dev/null") != 0;
 
     my $ossl = "$base/openssl-legacy.cnf";
-    open(my $fh, '>', $ossl) or die "$ossl: $!";
-    print $fh <<'EOF';
-openssl_conf = openssl_init
-[openssl_init]
-providers = provider_sect
-[provider_sect]
-default = default_sect
-legacy = legacy_sect
-[default_sect]
-activate = 1
-[legacy_sect]
-activate = 1
-EOF
-    close $fh;
+    $t->openssl_legacy_conf($ossl);
 
     my $py = <<'EOF';
 import sys, warnings

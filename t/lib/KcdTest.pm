@@ -412,6 +412,33 @@ sub wait_for_log {
 #           days => 2, bits => 2048):
 # a self-signed RSA cert in testdir; returns
 # { cert => path, key => path, der => DER bytes, cn, sig }.
+# An OpenSSL config enabling the legacy provider, for CLIENTS only: python's
+# ntlm_auth (requests_ntlm) takes MD4 from hashlib, which OpenSSL 3 keeps in
+# that provider.  nginx never loads it.  Returns the path; use it as
+# OPENSSL_CONF in the client's environment.
+
+my $LEGACY_CNF = <<'EOF';
+openssl_conf = openssl_init
+[openssl_init]
+providers = provider_sect
+[provider_sect]
+default = default_sect
+legacy = legacy_sect
+[default_sect]
+activate = 1
+[legacy_sect]
+activate = 1
+EOF
+
+sub openssl_legacy_conf {
+    my ($self, $path) = @_;
+    $path //= "$self->{dir}/openssl-legacy.cnf";
+    open(my $fh, '>', $path) or die "$path: $!";
+    print $fh $LEGACY_CNF;
+    close $fh;
+    return $path;
+}
+
 sub make_cert {
     my ($self, $name, %o) = @_;
     my $cn = $o{cn} || 'proxy.kcd.test';
