@@ -15,6 +15,8 @@
 
 static ngx_int_t ngx_http_kcd_delegate_header(ngx_http_request_t *r,
     kcd_gss_buf_t *token);
+static ngx_int_t ngx_http_kcd_delegate_hit(ngx_http_request_t *r,
+    ngx_http_kcd_ctx_t *ctx, kcd_gss_buf_t *token);
 static ngx_int_t ngx_http_kcd_delegate_wait(ngx_http_request_t *r,
     ngx_http_kcd_ctx_t *ctx);
 static void ngx_http_kcd_delegate_wait_handler(ngx_event_t *ev);
@@ -88,18 +90,7 @@ ngx_http_kcd_delegate(ngx_http_request_t *r, ngx_http_kcd_loc_conf_t *klcf,
                                 &token)
             == KCD_GSS_OK)
         {
-            ngx_str_set(&ctx->cache_status, "HIT");
-            ngx_http_kcd_count(r, cache_hit);
-
-            rc = ngx_http_kcd_delegate_header(r, &token);
-            kcd_gss_free(&token);
-
-            if (rc != NGX_OK) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-
-            ctx->delegated = 1;
-            return NGX_OK;
+            return ngx_http_kcd_delegate_hit(r, ctx, &token);
         }
 
         rc = ngx_http_kcd_cache_get(kmcf->cache, &ctx->principal, &ctx->spn,
@@ -134,19 +125,7 @@ ngx_http_kcd_delegate(ngx_http_request_t *r, ngx_http_kcd_loc_conf_t *klcf,
                 == KCD_GSS_OK)
             {
                 ngx_explicit_memzero(cred.data, cred.len);
-
-                ngx_str_set(&ctx->cache_status, "HIT");
-                ngx_http_kcd_count(r, cache_hit);
-
-                rc = ngx_http_kcd_delegate_header(r, &token);
-                kcd_gss_free(&token);
-
-                if (rc != NGX_OK) {
-                    return NGX_HTTP_INTERNAL_SERVER_ERROR;
-                }
-
-                ctx->delegated = 1;
-                return NGX_OK;
+                return ngx_http_kcd_delegate_hit(r, ctx, &token);
             }
 
             ngx_explicit_memzero(cred.data, cred.len);
@@ -241,6 +220,30 @@ ngx_http_kcd_delegate_done(ngx_http_request_t *r, ngx_http_kcd_ctx_t *ctx,
     }
 
     if (ngx_http_kcd_delegate_header(r, token) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->delegated = 1;
+
+    return NGX_OK;
+}
+
+
+/* a token from a cached ticket: no KDC request */
+
+static ngx_int_t
+ngx_http_kcd_delegate_hit(ngx_http_request_t *r, ngx_http_kcd_ctx_t *ctx,
+    kcd_gss_buf_t *token)
+{
+    ngx_int_t  rc;
+
+    ngx_str_set(&ctx->cache_status, "HIT");
+    ngx_http_kcd_count(r, cache_hit);
+
+    rc = ngx_http_kcd_delegate_header(r, token);
+    kcd_gss_free(token);
+
+    if (rc != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
