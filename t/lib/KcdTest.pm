@@ -279,6 +279,12 @@ sub run {
         croak "nginx is not listening on 127.0.0.1:$p:\n--- error.log tail:\n"
             . $self->_tail(20) unless $ok;
     }
+
+    # the master listens before its workers exist: wait for them too
+    while (time < $deadline && !$self->worker_pids) {
+        sleep 0.02;
+    }
+
     return $self;
 }
 
