@@ -1610,31 +1610,17 @@ done:
 }
 
 
-/* RFC 4121 4.1.1: Lgth 16, no channel bindings, flags */
+/*
+ * RFC 4121 4.1.1: Lgth 16, no channel bindings, flags.  The data is the
+ * caller's (krb5_mk_req_extended() does not free what this returns, as
+ * with MIT's own GSSAPI).
+ */
 
 static krb5_error_code KRB5_CALLCONV
 kcd_gss_cksum(krb5_context ctx, krb5_auth_context actx, void *data,
     krb5_data **out)
 {
-    krb5_data  *d;
-
-    d = calloc(1, sizeof(krb5_data));
-    if (d == NULL) {
-        return ENOMEM;
-    }
-
-    d->data = calloc(1, 24);
-    if (d->data == NULL) {
-        free(d);
-        return ENOMEM;
-    }
-
-    d->magic = KV5M_DATA;
-    d->length = 24;
-    d->data[0] = 16;
-    d->data[20] = (char) (GSS_C_CONF_FLAG | GSS_C_INTEG_FLAG);
-
-    *out = d;
+    *out = data;
 
     return 0;
 }
@@ -1693,8 +1679,9 @@ kcd_gss_ap_req_token(kcd_gss_t *g, krb5_creds *creds, kcd_gss_buf_t *token)
     int                 rc;
     size_t              inner, krb, mech_token, a2, mech_types, a0,
                         init, outer_a0, total;
+    char                cks[24];
     uint8_t            *p;
-    krb5_data           ap_req;
+    krb5_data           ap_req, cksum;
     krb5_auth_context   actx;
 
     /* the krb5 mechanism OID with its DER header, RFC 1964 */
@@ -1714,12 +1701,20 @@ kcd_gss_ap_req_token(kcd_gss_t *g, krb5_creds *creds, kcd_gss_buf_t *token)
     ap_req.length = 0;
     rc = KCD_GSS_ERROR;
 
+    memset(cks, 0, sizeof(cks));
+    cks[0] = 16;
+    cks[20] = (char) (GSS_C_CONF_FLAG | GSS_C_INTEG_FLAG);
+
+    cksum.magic = KV5M_DATA;
+    cksum.length = sizeof(cks);
+    cksum.data = cks;
+
     if (krb5_auth_con_init(g->keep, &actx) != 0
         || krb5_auth_con_setflags(g->keep, actx,
                                   KRB5_AUTH_CONTEXT_DO_SEQUENCE) != 0
         || krb5_auth_con_set_req_cksumtype(g->keep, actx, 0x8003) != 0
         || krb5_auth_con_set_checksum_func(g->keep, actx, kcd_gss_cksum,
-                                           NULL) != 0
+                                           &cksum) != 0
         || krb5_mk_req_extended(g->keep, &actx, AP_OPTS_USE_SUBKEY, NULL,
                                 creds, &ap_req) != 0)
     {
