@@ -306,8 +306,7 @@ char *ngx_http_kcd_cache_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 ngx_int_t ngx_http_kcd_cache_get(ngx_http_kcd_cache_t *cache,
     ngx_str_t *principal, ngx_str_t *spn, ngx_pool_t *pool,
-    kcd_gss_buf_t *cred);
-time_t ngx_http_kcd_cache_margin(ngx_http_kcd_cache_t *cache);
+    kcd_gss_buf_t *cred, uint64_t *serial);
 void ngx_http_kcd_cache_cancel(ngx_http_kcd_cache_t *cache,
     ngx_str_t *principal, ngx_str_t *spn);
 void ngx_http_kcd_cache_put(ngx_http_kcd_cache_t *cache,

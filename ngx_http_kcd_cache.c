@@ -25,6 +25,7 @@ typedef struct {
     uint32_t                   cred_len;
     ngx_queue_t                queue;
     time_t                     expires;
+    uint64_t                   serial;     /* which credential this is */
     u_char                     data[1];    /* key, then credential */
 } ngx_http_kcd_cache_node_t;
 
@@ -33,6 +34,7 @@ typedef struct {
     ngx_rbtree_t               rbtree;
     ngx_rbtree_node_t          sentinel;
     ngx_queue_t                queue;
+    uint64_t                   serial;
 } ngx_http_kcd_cache_sh_t;
 
 
@@ -180,7 +182,9 @@ ngx_http_kcd_cache_delete(ngx_http_kcd_cache_t *cache,
 
 
 /*
- * NGX_OK: the credential, copied into pool.
+ * NGX_OK: the credential, copied into pool, and its serial number; when
+ *     *serial already names it (the worker imported it before), nothing is
+ *     copied and cred->len is 0.
  * NGX_DECLINED: a miss; the caller now owns the fetch (a placeholder tells
  *     the other requests and workers to wait for it) and must end it with
  *     ngx_http_kcd_cache_put() or ngx_http_kcd_cache_cancel().
@@ -189,7 +193,7 @@ ngx_http_kcd_cache_delete(ngx_http_kcd_cache_t *cache,
 
 ngx_int_t
 ngx_http_kcd_cache_get(ngx_http_kcd_cache_t *cache, ngx_str_t *principal,
-    ngx_str_t *spn, ngx_pool_t *pool, kcd_gss_buf_t *cred)
+    ngx_str_t *spn, ngx_pool_t *pool, kcd_gss_buf_t *cred, uint64_t *serial)
 {
     u_char                      key[1024];
     size_t                      len, size;
@@ -232,6 +236,7 @@ ngx_http_kcd_cache_get(ngx_http_kcd_cache_t *cache, ngx_str_t *principal,
             cn = ngx_http_kcd_cache_node(node);
             cn->key_len = (u_short) len;
             cn->cred_len = 0;
+            cn->serial = 0;
             cn->expires = ngx_time() + NGX_HTTP_KCD_CACHE_FETCH_TIME;
             ngx_memcpy(cn->data, key, len);
 
@@ -243,14 +248,21 @@ ngx_http_kcd_cache_get(ngx_http_kcd_cache_t *cache, ngx_str_t *principal,
         return NGX_DECLINED;
     }
 
-    cred->data = ngx_pnalloc(pool, cn->cred_len);
-    if (cred->data == NULL) {
-        ngx_shmtx_unlock(&cache->shpool->mutex);
-        return NGX_ERROR;
-    }
+    if (*serial && *serial == cn->serial) {
+        cred->data = NULL;
+        cred->len = 0;
 
-    ngx_memcpy(cred->data, cn->data + cn->key_len, cn->cred_len);
-    cred->len = cn->cred_len;
+    } else {
+        cred->data = ngx_pnalloc(pool, cn->cred_len);
+        if (cred->data == NULL) {
+            ngx_shmtx_unlock(&cache->shpool->mutex);
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(cred->data, cn->data + cn->key_len, cn->cred_len);
+        cred->len = cn->cred_len;
+        *serial = cn->serial;
+    }
 
     ngx_queue_remove(&cn->queue);
     ngx_queue_insert_head(&cache->sh->queue, &cn->queue);
@@ -258,13 +270,6 @@ ngx_http_kcd_cache_get(ngx_http_kcd_cache_t *cache, ngx_str_t *principal,
     ngx_shmtx_unlock(&cache->shpool->mutex);
 
     return NGX_OK;
-}
-
-
-time_t
-ngx_http_kcd_cache_margin(ngx_http_kcd_cache_t *cache)
-{
-    return cache->margin;
 }
 
 
@@ -371,6 +376,7 @@ ngx_http_kcd_cache_put(ngx_http_kcd_cache_t *cache, ngx_str_t *principal,
     cn->key_len = (u_short) len;
     cn->cred_len = (uint32_t) cred->len;
     cn->expires = expires;
+    cn->serial = ++cache->sh->serial;
     ngx_memcpy(cn->data, key, len);
     ngx_memcpy(cn->data + len, cred->data, cred->len);
 
@@ -415,6 +421,7 @@ ngx_http_kcd_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_rbtree_init(&cache->sh->rbtree, &cache->sh->sentinel,
                     ngx_http_kcd_cache_rbtree_insert);
     ngx_queue_init(&cache->sh->queue);
+    cache->sh->serial = 0;
 
     len = sizeof(" in kcd_ticket_cache \"\"") + shm_zone->shm.name.len;
 

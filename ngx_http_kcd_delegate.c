@@ -33,6 +33,7 @@ ngx_http_kcd_delegate(ngx_http_request_t *r, ngx_http_kcd_loc_conf_t *klcf,
 {
     char                       err[512];
     u_char                    *p;
+    uint64_t                   serial;
     ngx_int_t                  rc;
     kcd_gss_buf_t              cred, token;
     ngx_http_kcd_conn_t       *kc;
@@ -82,19 +83,33 @@ ngx_http_kcd_delegate(ngx_http_request_t *r, ngx_http_kcd_loc_conf_t *klcf,
         && !(ctx->auth_scheme == NGX_HTTP_KCD_NEGOTIATE && kc
              && kc->evidence.len))
     {
-        /* this worker's own copy first: no shared memory, no import */
+        /*
+         * the shared cache says which credential is current; this worker
+         * imports each one once and then only makes tokens from it
+         */
 
-        if (kcd_gss_token_local(kmcf->gss, (char *) ctx->principal.data,
-                                (char *) ctx->spn.data,
-                                ngx_http_kcd_cache_margin(kmcf->cache),
-                                &token)
-            == KCD_GSS_OK)
-        {
-            return ngx_http_kcd_delegate_hit(r, ctx, &token);
-        }
+        serial = kcd_gss_local_serial(kmcf->gss, (char *) ctx->principal.data,
+                                      (char *) ctx->spn.data);
 
         rc = ngx_http_kcd_cache_get(kmcf->cache, &ctx->principal, &ctx->spn,
-                                    r->pool, &cred);
+                                    r->pool, &cred, &serial);
+
+        if (rc == NGX_OK && cred.len == 0) {
+            if (kcd_gss_token_local(kmcf->gss, (char *) ctx->principal.data,
+                                    (char *) ctx->spn.data, &token, err,
+                                    sizeof(err))
+                == KCD_GSS_OK)
+            {
+                return ngx_http_kcd_delegate_hit(r, ctx, &token);
+            }
+
+            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                          "kcd: cached ticket of \"%V\" for \"%V\" not "
+                          "usable, asking the KDC: %s", &ctx->principal,
+                          &ctx->spn, err);
+
+            rc = NGX_DECLINED;
+        }
 
         if (rc == NGX_ERROR) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -120,8 +135,8 @@ ngx_http_kcd_delegate(ngx_http_request_t *r, ngx_http_kcd_loc_conf_t *klcf,
             token.len = 0;
 
             if (kcd_gss_token_fast(kmcf->gss, (char *) ctx->principal.data,
-                                   &cred, (char *) ctx->spn.data, &token,
-                                   err, sizeof(err))
+                                   &cred, serial, (char *) ctx->spn.data,
+                                   &token, err, sizeof(err))
                 == KCD_GSS_OK)
             {
                 ngx_explicit_memzero(cred.data, cred.len);

@@ -43,6 +43,7 @@ typedef struct {
     uint8_t          *blob;       /* the exported credential, a copy */
     size_t            len;
     uint32_t          hash;
+    uint64_t          serial;
     char             *principal;
     char             *spn;
     gss_name_t        target;
@@ -1433,8 +1434,8 @@ kcd_gss_fnv1a(const char *p, const char *s)
 
 int
 kcd_gss_token_fast(kcd_gss_t *g, const char *principal,
-    const kcd_gss_buf_t *cred, const char *spn, kcd_gss_buf_t *token,
-    char *err, size_t errlen)
+    const kcd_gss_buf_t *cred, uint64_t serial, const char *spn,
+    kcd_gss_buf_t *token, char *err, size_t errlen)
 {
     int                rc;
     uint32_t           hash;
@@ -1497,6 +1498,8 @@ kcd_gss_token_fast(kcd_gss_t *g, const char *principal,
 
         h->kcreds = kcd_gss_service_creds(g, h->cred, spn);
     }
+
+    h->serial = serial;
 
     if (h->kcreds && kcd_gss_ap_req_token(g, h->kcreds, token) == KCD_GSS_OK)
     {
@@ -1782,30 +1785,65 @@ done:
 
 
 /*
- * The worker's own layer over kcd_ticket_cache: the ticket of (principal,
- * SPN) imported earlier in this worker, good until its end time minus
- * margin.  KCD_GSS_OK with a token, or KCD_GSS_DENIED: ask the shared
- * cache.  Event loop only.
+ * The worker's imported copy of a cached credential: the shared cache says
+ * which serial number is current, so an entry evicted or replaced there is
+ * never used here.
  */
+
+static kcd_gss_handle_t *
+kcd_gss_local(kcd_gss_t *g, const char *principal, const char *spn)
+{
+    kcd_gss_handle_t  *h;
+
+    h = &g->handles[kcd_gss_fnv1a(principal, spn) % KCD_GSS_HANDLES];
+
+    if (h->cred == GSS_C_NO_CREDENTIAL || h->principal == NULL
+        || strcmp(h->principal, principal) != 0 || strcmp(h->spn, spn) != 0)
+    {
+        return NULL;
+    }
+
+    return h;
+}
+
+
+uint64_t
+kcd_gss_local_serial(kcd_gss_t *g, const char *principal, const char *spn)
+{
+    kcd_gss_handle_t  *h;
+
+    h = kcd_gss_local(g, principal, spn);
+
+    return h ? h->serial : 0;
+}
+
 
 int
 kcd_gss_token_local(kcd_gss_t *g, const char *principal, const char *spn,
-    time_t margin, kcd_gss_buf_t *token)
+    kcd_gss_buf_t *token, char *err, size_t errlen)
 {
     kcd_gss_handle_t  *h;
+    kcd_gss_buf_t      blob;
 
     token->data = NULL;
     token->len = 0;
 
-    h = &g->handles[kcd_gss_fnv1a(principal, spn) % KCD_GSS_HANDLES];
-
-    if (h->kcreds == NULL
-        || strcmp(h->principal, principal) != 0 || strcmp(h->spn, spn) != 0
-        || time(NULL) >= h->kcreds->times.endtime - margin)
-    {
-        return KCD_GSS_DENIED;
+    h = kcd_gss_local(g, principal, spn);
+    if (h == NULL) {
+        kcd_gss_err(err, errlen, "no credential imported");
+        return KCD_GSS_ERROR;
     }
 
-    return kcd_gss_ap_req_token(g, h->kcreds, token) == KCD_GSS_OK
-           ? KCD_GSS_OK : KCD_GSS_DENIED;
+    if (h->kcreds && kcd_gss_ap_req_token(g, h->kcreds, token) == KCD_GSS_OK)
+    {
+        return KCD_GSS_OK;
+    }
+
+    /* the gss_init_sec_context() path, with the same credential */
+
+    blob.data = h->blob;
+    blob.len = h->len;
+
+    return kcd_gss_token_fast(g, principal, &blob, h->serial, spn, token,
+                              err, errlen);
 }

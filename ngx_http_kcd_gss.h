@@ -76,21 +76,22 @@ int kcd_gss_token(kcd_gss_t *g, const kcd_gss_buf_t *cred, const char *spn,
     kcd_gss_buf_t *token, char *err, size_t errlen);
 
 /*
- * The same, keeping the imported credential per worker (keyed by its
- * bytes): one gss_init_sec_context() per call.  Event loop only (not
- * thread-safe).
+ * The same, keeping the imported credential per worker under (principal,
+ * SPN) with the cache's serial number of that credential: one AP-REQ per
+ * call on a long-lived krb5 context.  Event loop only (not thread-safe).
  */
 int kcd_gss_token_fast(kcd_gss_t *g, const char *principal,
-    const kcd_gss_buf_t *cred, const char *spn, kcd_gss_buf_t *token,
-    char *err, size_t errlen);
+    const kcd_gss_buf_t *cred, uint64_t serial, const char *spn,
+    kcd_gss_buf_t *token, char *err, size_t errlen);
 
 /*
- * A token from the ticket this worker imported before for (principal,
- * SPN), if it is good for margin seconds more: KCD_GSS_OK, else
- * KCD_GSS_DENIED.  Event loop only.
+ * The serial number of the credential this worker holds imported for
+ * (principal, SPN), 0 if none; and a token from it.  Event loop only.
  */
+uint64_t kcd_gss_local_serial(kcd_gss_t *g, const char *principal,
+    const char *spn);
 int kcd_gss_token_local(kcd_gss_t *g, const char *principal, const char *spn,
-    time_t margin, kcd_gss_buf_t *token);
+    kcd_gss_buf_t *token, char *err, size_t errlen);
 
 /* Blocking.  Basic: AS exchange with the password. */
 int kcd_gss_password(kcd_gss_t *g, const char *user, const char *password,

@@ -210,13 +210,14 @@ do_fasttoken(const char *credfile, const char *spn, int n)
     tok.data = NULL;
     tok.len = 0;
 
-    rc = kcd_gss_token_fast(g, "user@TEST", &cred, spn, &tok, err,
+    rc = kcd_gss_token_fast(g, "user@TEST", &cred, 1, spn, &tok, err,
                             sizeof(err));
 
     t0 = now();
     for (i = 1; rc == KCD_GSS_OK && i < n; i++) {
         kcd_gss_free(&tok);
-        rc = kcd_gss_token_local(g, "user@TEST", spn, 0, &tok);
+        rc = kcd_gss_token_local(g, "user@TEST", spn, &tok, err,
+                                 sizeof(err));
     }
     t0 = (now() - t0) / (n > 1 ? n - 1 : 1);
 
