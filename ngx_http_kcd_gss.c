@@ -49,6 +49,7 @@ typedef struct {
     gss_name_t        target;
     gss_cred_id_t     cred;
     krb5_creds       *kcreds;     /* the service ticket, for the fast path */
+    krb5_key          key;        /* its session key: derived keys kept */
 } kcd_gss_handle_t;
 
 
@@ -90,6 +91,10 @@ static void kcd_gss_handle_free(kcd_gss_t *g, kcd_gss_handle_t *h);
 static krb5_creds *kcd_gss_service_creds(kcd_gss_t *g, gss_cred_id_t cred,
     const char *spn);
 static int kcd_gss_ap_req_token(kcd_gss_t *g, krb5_creds *creds,
+    kcd_gss_buf_t *token);
+static int kcd_gss_authenticator_token(kcd_gss_t *g, kcd_gss_handle_t *h,
+    kcd_gss_buf_t *token);
+static int kcd_gss_spnego_wrap(const uint8_t *ap_req, size_t len,
     kcd_gss_buf_t *token);
 
 
@@ -1381,6 +1386,10 @@ kcd_gss_handle_free(kcd_gss_t *g, kcd_gss_handle_t *h)
 {
     OM_uint32  minor;
 
+    if (h->key && g->keep) {
+        krb5_k_free_key(g->keep, h->key);
+    }
+
     if (h->kcreds && g->keep) {
         krb5_free_creds(g->keep, h->kcreds);
     }
@@ -1501,7 +1510,9 @@ kcd_gss_token_fast(kcd_gss_t *g, const char *principal,
 
     h->serial = serial;
 
-    if (h->kcreds && kcd_gss_ap_req_token(g, h->kcreds, token) == KCD_GSS_OK)
+    if (h->kcreds
+        && (kcd_gss_authenticator_token(g, h, token) == KCD_GSS_OK
+            || kcd_gss_ap_req_token(g, h->kcreds, token) == KCD_GSS_OK))
     {
         return KCD_GSS_OK;
     }
@@ -1680,20 +1691,9 @@ static int
 kcd_gss_ap_req_token(kcd_gss_t *g, krb5_creds *creds, kcd_gss_buf_t *token)
 {
     int                 rc;
-    size_t              inner, krb, mech_token, a2, mech_types, a0,
-                        init, outer_a0, total;
     char                cks[24];
-    uint8_t            *p;
     krb5_data           ap_req, cksum;
     krb5_auth_context   actx;
-
-    /* the krb5 mechanism OID with its DER header, RFC 1964 */
-    static const uint8_t  krb5_oid[] = {
-        0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x12, 0x01, 0x02, 0x02
-    };
-    static const uint8_t  spnego_oid[] = {
-        0x06, 0x06, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x02
-    };
 
     if (time(NULL) >= creds->times.endtime) {
         return KCD_GSS_ERROR;
@@ -1724,47 +1724,9 @@ kcd_gss_ap_req_token(kcd_gss_t *g, krb5_creds *creds, kcd_gss_buf_t *token)
         goto done;
     }
 
-    inner = sizeof(krb5_oid) + 2 + ap_req.length;    /* TOK_ID 01 00 */
-    krb = kcd_der_size(inner);
-    mech_token = kcd_der_size(krb);                  /* OCTET STRING */
-    a2 = kcd_der_size(mech_token);
-    mech_types = kcd_der_size(sizeof(krb5_oid));     /* SEQUENCE OF */
-    a0 = kcd_der_size(mech_types);
-    init = kcd_der_size(a0 + a2);                    /* NegTokenInit */
-    outer_a0 = kcd_der_size(init);
-    total = kcd_der_size(sizeof(spnego_oid) + outer_a0);
-
-    token->data = malloc(total);
-    if (token->data == NULL) {
-        goto done;
-    }
-
-    p = token->data;
-    p = kcd_der_hdr(p, 0x60, sizeof(spnego_oid) + outer_a0);
-    memcpy(p, spnego_oid, sizeof(spnego_oid));
-    p += sizeof(spnego_oid);
-    p = kcd_der_hdr(p, 0xa0, init);
-    p = kcd_der_hdr(p, 0x30, a0 + a2);
-    p = kcd_der_hdr(p, 0xa0, mech_types);
-    p = kcd_der_hdr(p, 0x30, sizeof(krb5_oid));
-    memcpy(p, krb5_oid, sizeof(krb5_oid));
-    p += sizeof(krb5_oid);
-    p = kcd_der_hdr(p, 0xa2, mech_token);
-    p = kcd_der_hdr(p, 0x04, krb);
-    p = kcd_der_hdr(p, 0x60, inner);
-    memcpy(p, krb5_oid, sizeof(krb5_oid));
-    p += sizeof(krb5_oid);
-    *p++ = 0x01;
-    *p++ = 0x00;
-    memcpy(p, ap_req.data, ap_req.length);
-    p += ap_req.length;
-
-    token->len = p - token->data;
-
-    if (token->len != total) {
-        free(token->data);
-        token->data = NULL;
-        token->len = 0;
+    if (kcd_gss_spnego_wrap((uint8_t *) ap_req.data, ap_req.length, token)
+        != KCD_GSS_OK)
+    {
         goto done;
     }
 
@@ -1834,7 +1796,9 @@ kcd_gss_token_local(kcd_gss_t *g, const char *principal, const char *spn,
         return KCD_GSS_ERROR;
     }
 
-    if (h->kcreds && kcd_gss_ap_req_token(g, h->kcreds, token) == KCD_GSS_OK)
+    if (h->kcreds
+        && (kcd_gss_authenticator_token(g, h, token) == KCD_GSS_OK
+            || kcd_gss_ap_req_token(g, h->kcreds, token) == KCD_GSS_OK))
     {
         return KCD_GSS_OK;
     }
@@ -1846,4 +1810,393 @@ kcd_gss_token_local(kcd_gss_t *g, const char *principal, const char *spn,
 
     return kcd_gss_token_fast(g, principal, &blob, h->serial, spn, token,
                               err, errlen);
+}
+
+
+/* the krb5 mechanism OID with its DER header, RFC 1964 */
+static const uint8_t  kcd_krb5_oid_der[] = {
+    0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x12, 0x01, 0x02, 0x02
+};
+
+static const uint8_t  kcd_spnego_oid_der[] = {
+    0x06, 0x06, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x02
+};
+
+
+/*
+ * GSS framing (RFC 2743 3.1, RFC 4121 4.1: TOK_ID 01 00) of an AP-REQ and
+ * a SPNEGO NegTokenInit around it (RFC 4178: mechTypes = krb5, mechToken)
+ */
+
+static int
+kcd_gss_spnego_wrap(const uint8_t *ap_req, size_t len, kcd_gss_buf_t *token)
+{
+    size_t    inner, krb, mech_token, a2, mech_types, a0, init, outer_a0,
+              total;
+    uint8_t  *p;
+
+    inner = sizeof(kcd_krb5_oid_der) + 2 + len;
+    krb = kcd_der_size(inner);
+    mech_token = kcd_der_size(krb);                  /* OCTET STRING */
+    a2 = kcd_der_size(mech_token);
+    mech_types = kcd_der_size(sizeof(kcd_krb5_oid_der));
+    a0 = kcd_der_size(mech_types);
+    init = kcd_der_size(a0 + a2);                    /* NegTokenInit */
+    outer_a0 = kcd_der_size(init);
+    total = kcd_der_size(sizeof(kcd_spnego_oid_der) + outer_a0);
+
+    token->data = malloc(total);
+    if (token->data == NULL) {
+        return KCD_GSS_ERROR;
+    }
+
+    p = token->data;
+    p = kcd_der_hdr(p, 0x60, sizeof(kcd_spnego_oid_der) + outer_a0);
+    memcpy(p, kcd_spnego_oid_der, sizeof(kcd_spnego_oid_der));
+    p += sizeof(kcd_spnego_oid_der);
+    p = kcd_der_hdr(p, 0xa0, init);
+    p = kcd_der_hdr(p, 0x30, a0 + a2);
+    p = kcd_der_hdr(p, 0xa0, mech_types);
+    p = kcd_der_hdr(p, 0x30, sizeof(kcd_krb5_oid_der));
+    memcpy(p, kcd_krb5_oid_der, sizeof(kcd_krb5_oid_der));
+    p += sizeof(kcd_krb5_oid_der);
+    p = kcd_der_hdr(p, 0xa2, mech_token);
+    p = kcd_der_hdr(p, 0x04, krb);
+    p = kcd_der_hdr(p, 0x60, inner);
+    memcpy(p, kcd_krb5_oid_der, sizeof(kcd_krb5_oid_der));
+    p += sizeof(kcd_krb5_oid_der);
+    *p++ = 0x01;
+    *p++ = 0x00;
+    memcpy(p, ap_req, len);
+    p += len;
+
+    token->len = p - token->data;
+
+    if (token->len != total) {
+        free(token->data);
+        token->data = NULL;
+        token->len = 0;
+        return KCD_GSS_ERROR;
+    }
+
+    return KCD_GSS_OK;
+}
+
+
+/*
+ * DER written backwards: each element's content first, then its header in
+ * front of it.
+ */
+
+typedef struct {
+    uint8_t  *start;
+    uint8_t  *p;            /* moves towards start */
+    uint8_t  *end;
+    int       err;
+} kcd_der_t;
+
+#define kcd_der_mark(b)  ((size_t) ((b)->end - (b)->p))
+
+
+static void
+kcd_der_put(kcd_der_t *b, const void *data, size_t len)
+{
+    if (b->err || (size_t) (b->p - b->start) < len) {
+        b->err = 1;
+        return;
+    }
+
+    b->p -= len;
+    memcpy(b->p, data, len);
+}
+
+
+/* the header of the element that took everything since mark */
+
+static void
+kcd_der_wrap(kcd_der_t *b, uint8_t tag, size_t mark)
+{
+    size_t   len;
+    uint8_t  h[6];
+
+    len = kcd_der_mark(b) - mark;
+
+    kcd_der_put(b, h, kcd_der_hdr(h, tag, len) - h);
+}
+
+
+static void
+kcd_der_int(kcd_der_t *b, int64_t v)
+{
+    int       n;
+    size_t    m;
+    uint8_t   d[9];
+
+    m = kcd_der_mark(b);
+    n = 9;
+
+    do {
+        d[--n] = (uint8_t) v;
+        v >>= 8;
+    } while (n > 1 && !((v == 0 && !(d[n] & 0x80))
+                        || (v == -1 && (d[n] & 0x80))));
+
+    kcd_der_put(b, d + n, 9 - n);
+    kcd_der_wrap(b, 0x02, m);
+}
+
+
+static void
+kcd_der_string(kcd_der_t *b, uint8_t tag, const void *data, size_t len)
+{
+    size_t  m;
+
+    m = kcd_der_mark(b);
+    kcd_der_put(b, data, len);
+    kcd_der_wrap(b, tag, m);
+}
+
+
+/*
+ * The AP-REQ of RFC 4120 5.5.1 with the authenticator RFC 4121 4.1.1
+ * wants (checksum 0x8003, a subkey, a sequence number), what MIT's
+ * gss_init_sec_context() sends without mutual authentication; encrypted
+ * with the ticket's session key held as a krb5_key, so that its derived
+ * keys are computed once per ticket instead of once per request.
+ */
+
+static int
+kcd_gss_authenticator_token(kcd_gss_t *g, kcd_gss_handle_t *h,
+    kcd_gss_buf_t *token)
+{
+    int               i, rc;
+    char              cks[24], when[16];
+    size_t            m, m2, clen;
+    uint8_t           buf[2048], *abuf;
+    uint32_t          seq;
+    struct tm         tm;
+    krb5_data         plain, rnd;
+    kcd_der_t         b;
+    krb5_int32        usec;
+    krb5_creds       *c;
+    krb5_keyblock     sk;
+    krb5_timestamp    sec;
+    krb5_principal    client;
+    krb5_enc_data     enc;
+
+    c = h->kcreds;
+    client = c->client;
+    memset(&sk, 0, sizeof(sk));
+    enc.ciphertext.data = NULL;
+    abuf = NULL;
+    rc = KCD_GSS_ERROR;
+
+    if (h->key == NULL
+        && krb5_k_create_key(g->keep, &c->keyblock, &h->key) != 0)
+    {
+        h->key = NULL;
+        return KCD_GSS_ERROR;
+    }
+
+    if (krb5_us_timeofday(g->keep, &sec, &usec) != 0
+        || (time_t) sec >= (time_t) c->times.endtime
+        || krb5_c_make_random_key(g->keep, c->keyblock.enctype, &sk) != 0)
+    {
+        goto done;
+    }
+
+    rnd.data = (char *) &seq;
+    rnd.length = sizeof(seq);
+
+    if (krb5_c_random_make_octets(g->keep, &rnd) != 0) {
+        goto done;
+    }
+
+    seq &= 0x3fffffff;
+
+    {
+        time_t  t = (time_t) (uint32_t) sec;
+
+        if (gmtime_r(&t, &tm) == NULL
+            || strftime(when, sizeof(when), "%Y%m%d%H%M%SZ", &tm) != 15)
+        {
+            goto done;
+        }
+    }
+
+    memset(cks, 0, sizeof(cks));
+    cks[0] = 16;
+    cks[20] = (char) (GSS_C_CONF_FLAG | GSS_C_INTEG_FLAG);
+
+    /* Authenticator ::= [APPLICATION 2] SEQUENCE { ... } */
+
+    b.start = buf;
+    b.end = buf + sizeof(buf);
+    b.p = b.end;
+    b.err = 0;
+
+    m = kcd_der_mark(&b);
+
+    m2 = kcd_der_mark(&b);                             /* seq-number */
+    kcd_der_int(&b, seq);
+    kcd_der_wrap(&b, 0xa7, m2);
+
+    m2 = kcd_der_mark(&b);                             /* subkey */
+    {
+        size_t  m3 = kcd_der_mark(&b);
+
+        kcd_der_string(&b, 0x04, sk.contents, sk.length);
+        kcd_der_wrap(&b, 0xa1, m3);
+        m3 = kcd_der_mark(&b);
+        kcd_der_int(&b, sk.enctype);
+        kcd_der_wrap(&b, 0xa0, m3);
+    }
+    kcd_der_wrap(&b, 0x30, m2);
+    kcd_der_wrap(&b, 0xa6, m2);
+
+    m2 = kcd_der_mark(&b);                             /* ctime */
+    kcd_der_string(&b, 0x18, when, 15);
+    kcd_der_wrap(&b, 0xa5, m2);
+
+    m2 = kcd_der_mark(&b);                             /* cusec */
+    kcd_der_int(&b, usec);
+    kcd_der_wrap(&b, 0xa4, m2);
+
+    m2 = kcd_der_mark(&b);                             /* cksum */
+    {
+        size_t  m3 = kcd_der_mark(&b);
+
+        kcd_der_string(&b, 0x04, cks, sizeof(cks));
+        kcd_der_wrap(&b, 0xa1, m3);
+        m3 = kcd_der_mark(&b);
+        kcd_der_int(&b, 0x8003);
+        kcd_der_wrap(&b, 0xa0, m3);
+    }
+    kcd_der_wrap(&b, 0x30, m2);
+    kcd_der_wrap(&b, 0xa3, m2);
+
+    m2 = kcd_der_mark(&b);                             /* cname */
+    {
+        size_t  m3 = kcd_der_mark(&b), m4;
+
+        m4 = kcd_der_mark(&b);
+        for (i = client->length - 1; i >= 0; i--) {
+            kcd_der_string(&b, 0x1b, client->data[i].data,
+                           client->data[i].length);
+        }
+        kcd_der_wrap(&b, 0x30, m4);
+        kcd_der_wrap(&b, 0xa1, m4);
+        m4 = kcd_der_mark(&b);
+        kcd_der_int(&b, client->type);
+        kcd_der_wrap(&b, 0xa0, m4);
+        kcd_der_wrap(&b, 0x30, m3);
+    }
+    kcd_der_wrap(&b, 0xa2, m2);
+
+    m2 = kcd_der_mark(&b);                             /* crealm */
+    kcd_der_string(&b, 0x1b, client->realm.data, client->realm.length);
+    kcd_der_wrap(&b, 0xa1, m2);
+
+    m2 = kcd_der_mark(&b);                             /* vno */
+    kcd_der_int(&b, 5);
+    kcd_der_wrap(&b, 0xa0, m2);
+
+    kcd_der_wrap(&b, 0x30, m);
+    kcd_der_wrap(&b, 0x62, m);
+
+    if (b.err) {
+        goto done;
+    }
+
+    plain.data = (char *) b.p;
+    plain.length = (unsigned int) (b.end - b.p);
+
+    if (krb5_c_encrypt_length(g->keep, c->keyblock.enctype, plain.length,
+                              &clen) != 0)
+    {
+        goto done;
+    }
+
+    enc.magic = KV5M_ENC_DATA;
+    enc.kvno = 0;
+    enc.ciphertext.length = clen;
+    enc.ciphertext.data = malloc(clen);
+
+    if (enc.ciphertext.data == NULL
+        || krb5_k_encrypt(g->keep, h->key, KRB5_KEYUSAGE_AP_REQ_AUTH, NULL,
+                          &plain, &enc) != 0)
+    {
+        goto done;
+    }
+
+    explicit_bzero(b.p, plain.length);
+
+    /* AP-REQ ::= [APPLICATION 14] SEQUENCE { ... } */
+
+    abuf = malloc(c->ticket.length + enc.ciphertext.length + 128);
+    if (abuf == NULL) {
+        goto done;
+    }
+
+    b.start = abuf;
+    b.end = abuf + c->ticket.length + enc.ciphertext.length + 128;
+    b.p = b.end;
+    b.err = 0;
+
+    m = kcd_der_mark(&b);
+
+    m2 = kcd_der_mark(&b);                             /* authenticator */
+    {
+        size_t  m3 = kcd_der_mark(&b);
+
+        kcd_der_string(&b, 0x04, enc.ciphertext.data,
+                       enc.ciphertext.length);
+        kcd_der_wrap(&b, 0xa2, m3);
+        m3 = kcd_der_mark(&b);
+        kcd_der_int(&b, enc.enctype);
+        kcd_der_wrap(&b, 0xa0, m3);
+    }
+    kcd_der_wrap(&b, 0x30, m2);
+    kcd_der_wrap(&b, 0xa4, m2);
+
+    m2 = kcd_der_mark(&b);                             /* ticket */
+    kcd_der_put(&b, c->ticket.data, c->ticket.length);
+    kcd_der_wrap(&b, 0xa3, m2);
+
+    m2 = kcd_der_mark(&b);                             /* ap-options */
+    kcd_der_put(&b, "\x03\x05\x00\x00\x00\x00\x00", 7);
+    kcd_der_wrap(&b, 0xa2, m2);
+
+    m2 = kcd_der_mark(&b);                             /* msg-type */
+    kcd_der_int(&b, 14);
+    kcd_der_wrap(&b, 0xa1, m2);
+
+    m2 = kcd_der_mark(&b);                             /* pvno */
+    kcd_der_int(&b, 5);
+    kcd_der_wrap(&b, 0xa0, m2);
+
+    kcd_der_wrap(&b, 0x30, m);
+    kcd_der_wrap(&b, 0x6e, m);
+
+    if (b.err) {
+        goto done;
+    }
+
+    rc = kcd_gss_spnego_wrap(b.p, b.end - b.p, token);
+
+done:
+
+    free(abuf);
+
+    if (enc.ciphertext.data) {
+        free(enc.ciphertext.data);
+    }
+
+    if (sk.contents) {
+        krb5_free_keyblock_contents(g->keep, &sk);
+    }
+
+    explicit_bzero(buf, sizeof(buf));
+
+    return rc;
 }
