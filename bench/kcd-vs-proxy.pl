@@ -322,7 +322,7 @@ for my $round (1 .. $o{rounds}) {
 
 my $basic = 'Authorization: Basic ' . encode_base64('alice:Alice-Pass1', '');
 my $https = 'https://127.0.0.1:' . port(8443);
-my $wrounds = $o{rounds} > 2 ? 2 : $o{rounds};
+my $wrounds = $o{rounds};
 for my $round (1 .. $wrounds) {
     for my $v (['wrk-plain', "$https/plain/bench.txt"],
                ['wrk-basic', "$https/basic/bench.txt", $basic]) {
