@@ -1957,6 +1957,52 @@ kcd_der_string(kcd_der_t *b, uint8_t tag, const void *data, size_t len)
 }
 
 
+/* [n] EXPLICIT INTEGER */
+
+static void
+kcd_der_ctx_int(kcd_der_t *b, uint8_t n, int64_t v)
+{
+    size_t  m;
+
+    m = kcd_der_mark(b);
+    kcd_der_int(b, v);
+    kcd_der_wrap(b, 0xa0 | n, m);
+}
+
+
+/* [n] EXPLICIT string of the given tag */
+
+static void
+kcd_der_ctx_string(kcd_der_t *b, uint8_t n, uint8_t tag, const void *data,
+    size_t len)
+{
+    size_t  m;
+
+    m = kcd_der_mark(b);
+    kcd_der_string(b, tag, data, len);
+    kcd_der_wrap(b, 0xa0 | n, m);
+}
+
+
+/*
+ * [outer] SEQUENCE { [0] INTEGER type, [n] OCTET STRING }: EncryptionKey,
+ * Checksum, EncryptedData without kvno (RFC 4120 5.2.9)
+ */
+
+static void
+kcd_der_typed(kcd_der_t *b, uint8_t outer, int64_t type, uint8_t n,
+    const void *data, size_t len)
+{
+    size_t  m;
+
+    m = kcd_der_mark(b);
+    kcd_der_ctx_string(b, n, 0x04, data, len);
+    kcd_der_ctx_int(b, 0, type);
+    kcd_der_wrap(b, 0x30, m);
+    kcd_der_wrap(b, 0xa0 | outer, m);
+}
+
+
 /*
  * The AP-REQ of RFC 4120 5.5.1 with the authenticator RFC 4121 4.1.1
  * wants (checksum 0x8003, a subkey, a sequence number), what MIT's
@@ -2037,69 +2083,30 @@ kcd_gss_authenticator_token(kcd_gss_t *g, kcd_gss_handle_t *h,
 
     m = kcd_der_mark(&b);
 
-    m2 = kcd_der_mark(&b);                             /* seq-number */
-    kcd_der_int(&b, seq);
-    kcd_der_wrap(&b, 0xa7, m2);
+    kcd_der_ctx_int(&b, 7, seq);                             /* seq-number */
+    kcd_der_typed(&b, 6, sk.enctype, 1, sk.contents, sk.length); /* subkey */
+    kcd_der_ctx_string(&b, 5, 0x18, when, 15);               /* ctime */
+    kcd_der_ctx_int(&b, 4, usec);                            /* cusec */
+    kcd_der_typed(&b, 3, 0x8003, 1, cks, sizeof(cks));       /* cksum */
 
-    m2 = kcd_der_mark(&b);                             /* subkey */
+    m2 = kcd_der_mark(&b);                                   /* cname */
     {
         size_t  m3 = kcd_der_mark(&b);
 
-        kcd_der_string(&b, 0x04, sk.contents, sk.length);
-        kcd_der_wrap(&b, 0xa1, m3);
-        m3 = kcd_der_mark(&b);
-        kcd_der_int(&b, sk.enctype);
-        kcd_der_wrap(&b, 0xa0, m3);
-    }
-    kcd_der_wrap(&b, 0x30, m2);
-    kcd_der_wrap(&b, 0xa6, m2);
-
-    m2 = kcd_der_mark(&b);                             /* ctime */
-    kcd_der_string(&b, 0x18, when, 15);
-    kcd_der_wrap(&b, 0xa5, m2);
-
-    m2 = kcd_der_mark(&b);                             /* cusec */
-    kcd_der_int(&b, usec);
-    kcd_der_wrap(&b, 0xa4, m2);
-
-    m2 = kcd_der_mark(&b);                             /* cksum */
-    {
-        size_t  m3 = kcd_der_mark(&b);
-
-        kcd_der_string(&b, 0x04, cks, sizeof(cks));
-        kcd_der_wrap(&b, 0xa1, m3);
-        m3 = kcd_der_mark(&b);
-        kcd_der_int(&b, 0x8003);
-        kcd_der_wrap(&b, 0xa0, m3);
-    }
-    kcd_der_wrap(&b, 0x30, m2);
-    kcd_der_wrap(&b, 0xa3, m2);
-
-    m2 = kcd_der_mark(&b);                             /* cname */
-    {
-        size_t  m3 = kcd_der_mark(&b), m4;
-
-        m4 = kcd_der_mark(&b);
         for (i = client->length - 1; i >= 0; i--) {
             kcd_der_string(&b, 0x1b, client->data[i].data,
                            client->data[i].length);
         }
-        kcd_der_wrap(&b, 0x30, m4);
-        kcd_der_wrap(&b, 0xa1, m4);
-        m4 = kcd_der_mark(&b);
-        kcd_der_int(&b, client->type);
-        kcd_der_wrap(&b, 0xa0, m4);
         kcd_der_wrap(&b, 0x30, m3);
+        kcd_der_wrap(&b, 0xa1, m3);
+        kcd_der_ctx_int(&b, 0, client->type);
     }
+    kcd_der_wrap(&b, 0x30, m2);
     kcd_der_wrap(&b, 0xa2, m2);
 
-    m2 = kcd_der_mark(&b);                             /* crealm */
-    kcd_der_string(&b, 0x1b, client->realm.data, client->realm.length);
-    kcd_der_wrap(&b, 0xa1, m2);
-
-    m2 = kcd_der_mark(&b);                             /* vno */
-    kcd_der_int(&b, 5);
-    kcd_der_wrap(&b, 0xa0, m2);
+    kcd_der_ctx_string(&b, 1, 0x1b, client->realm.data,      /* crealm */
+                       client->realm.length);
+    kcd_der_ctx_int(&b, 0, 5);                               /* vno */
 
     kcd_der_wrap(&b, 0x30, m);
     kcd_der_wrap(&b, 0x62, m);
@@ -2145,35 +2152,19 @@ kcd_gss_authenticator_token(kcd_gss_t *g, kcd_gss_handle_t *h,
 
     m = kcd_der_mark(&b);
 
-    m2 = kcd_der_mark(&b);                             /* authenticator */
-    {
-        size_t  m3 = kcd_der_mark(&b);
+    kcd_der_typed(&b, 4, enc.enctype, 2,                     /* authenticator */
+                  enc.ciphertext.data, enc.ciphertext.length);
 
-        kcd_der_string(&b, 0x04, enc.ciphertext.data,
-                       enc.ciphertext.length);
-        kcd_der_wrap(&b, 0xa2, m3);
-        m3 = kcd_der_mark(&b);
-        kcd_der_int(&b, enc.enctype);
-        kcd_der_wrap(&b, 0xa0, m3);
-    }
-    kcd_der_wrap(&b, 0x30, m2);
-    kcd_der_wrap(&b, 0xa4, m2);
-
-    m2 = kcd_der_mark(&b);                             /* ticket */
+    m2 = kcd_der_mark(&b);                                   /* ticket */
     kcd_der_put(&b, c->ticket.data, c->ticket.length);
     kcd_der_wrap(&b, 0xa3, m2);
 
-    m2 = kcd_der_mark(&b);                             /* ap-options */
+    m2 = kcd_der_mark(&b);                                   /* ap-options */
     kcd_der_put(&b, "\x03\x05\x00\x00\x00\x00\x00", 7);
     kcd_der_wrap(&b, 0xa2, m2);
 
-    m2 = kcd_der_mark(&b);                             /* msg-type */
-    kcd_der_int(&b, 14);
-    kcd_der_wrap(&b, 0xa1, m2);
-
-    m2 = kcd_der_mark(&b);                             /* pvno */
-    kcd_der_int(&b, 5);
-    kcd_der_wrap(&b, 0xa0, m2);
+    kcd_der_ctx_int(&b, 1, 14);                              /* msg-type */
+    kcd_der_ctx_int(&b, 0, 5);                               /* pvno */
 
     kcd_der_wrap(&b, 0x30, m);
     kcd_der_wrap(&b, 0x6e, m);
