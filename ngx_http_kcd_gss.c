@@ -72,6 +72,10 @@ struct kcd_gss_s {
 
     /* imported credentials for kcd_gss_token_fast(), event loop only */
     kcd_gss_handle_t  handles[KCD_GSS_HANDLES];
+
+    /* upstream tokens by path: our AP-REQ, krb5_mk_req_extended() */
+    unsigned long     tokens_direct;
+    unsigned long     tokens_mk_req;
 };
 
 
@@ -93,6 +97,8 @@ static krb5_creds *kcd_gss_service_creds(kcd_gss_t *g, gss_cred_id_t cred,
 static int kcd_gss_ap_req_token(kcd_gss_t *g, krb5_creds *creds,
     kcd_gss_buf_t *token);
 static int kcd_gss_authenticator_token(kcd_gss_t *g, kcd_gss_handle_t *h,
+    kcd_gss_buf_t *token);
+static int kcd_gss_local_token(kcd_gss_t *g, kcd_gss_handle_t *h,
     kcd_gss_buf_t *token);
 static int kcd_gss_spnego_wrap(const uint8_t *ap_req, size_t len,
     kcd_gss_buf_t *token);
@@ -1510,10 +1516,7 @@ kcd_gss_token_fast(kcd_gss_t *g, const char *principal,
 
     h->serial = serial;
 
-    if (h->kcreds
-        && (kcd_gss_authenticator_token(g, h, token) == KCD_GSS_OK
-            || kcd_gss_ap_req_token(g, h->kcreds, token) == KCD_GSS_OK))
-    {
+    if (kcd_gss_local_token(g, h, token) == KCD_GSS_OK) {
         return KCD_GSS_OK;
     }
 
@@ -1796,10 +1799,7 @@ kcd_gss_token_local(kcd_gss_t *g, const char *principal, const char *spn,
         return KCD_GSS_ERROR;
     }
 
-    if (h->kcreds
-        && (kcd_gss_authenticator_token(g, h, token) == KCD_GSS_OK
-            || kcd_gss_ap_req_token(g, h->kcreds, token) == KCD_GSS_OK))
-    {
+    if (kcd_gss_local_token(g, h, token) == KCD_GSS_OK) {
         return KCD_GSS_OK;
     }
 
@@ -2190,4 +2190,36 @@ done:
     explicit_bzero(buf, sizeof(buf));
 
     return rc;
+}
+
+
+/* the cheapest way that works: our AP-REQ, else MIT's krb5_mk_req_extended */
+
+static int
+kcd_gss_local_token(kcd_gss_t *g, kcd_gss_handle_t *h, kcd_gss_buf_t *token)
+{
+    if (h->kcreds == NULL) {
+        return KCD_GSS_ERROR;
+    }
+
+    if (kcd_gss_authenticator_token(g, h, token) == KCD_GSS_OK) {
+        g->tokens_direct++;
+        return KCD_GSS_OK;
+    }
+
+    if (kcd_gss_ap_req_token(g, h->kcreds, token) == KCD_GSS_OK) {
+        g->tokens_mk_req++;
+        return KCD_GSS_OK;
+    }
+
+    return KCD_GSS_ERROR;
+}
+
+
+void
+kcd_gss_token_stats(kcd_gss_t *g, unsigned long *direct,
+    unsigned long *mk_req)
+{
+    *direct = g->tokens_direct;
+    *mk_req = g->tokens_mk_req;
 }

@@ -93,6 +93,11 @@ uint64_t kcd_gss_local_serial(kcd_gss_t *g, const char *principal,
 int kcd_gss_token_local(kcd_gss_t *g, const char *principal, const char *spn,
     kcd_gss_buf_t *token, char *err, size_t errlen);
 
+/* how many tokens the event-loop path built itself / by MIT's
+   krb5_mk_req_extended() (the fallback); for tests */
+void kcd_gss_token_stats(kcd_gss_t *g, unsigned long *direct,
+    unsigned long *mk_req);
+
 /* Blocking.  Basic: AS exchange with the password. */
 int kcd_gss_password(kcd_gss_t *g, const char *user, const char *password,
     char **principal, char *err, size_t errlen);

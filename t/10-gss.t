@@ -203,6 +203,9 @@ $mark = $realm->log_mark;
 $r = cmd("fasttoken $dir/alice.cred HTTP/backend.kcd.test 2000");
 is($r->{rc}, 'OK', 'fast token from the exported credential') or diag $r->{line};
 is(kdc($mark), 0, '... 2000 fast tokens, 0 KDC requests');
+# the module's own AP-REQ, not a silent fallback to krb5_mk_req_extended()
+is($r->{direct}, 2000, '... all 2000 built by the module itself');
+is($r->{mk_req}, 0, '... none by the krb5_mk_req_extended() fallback');
 diag("fast token: $r->{us} us (gss_init_sec_context path above)");
 %h = curl({}, '-H', "Authorization: Negotiate $r->{token}", $be->url('/echo'));
 is($h{status}, 200, 'backend accepts the fast token');

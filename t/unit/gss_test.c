@@ -193,6 +193,7 @@ static void
 do_fasttoken(const char *credfile, const char *spn, int n)
 {
     int             i, rc;
+    unsigned long   direct, mk_req;
     char            err[1024], *s;
     double          t0;
     kcd_gss_buf_t   cred, tok;
@@ -221,9 +222,11 @@ do_fasttoken(const char *credfile, const char *spn, int n)
     }
     t0 = (now() - t0) / (n > 1 ? n - 1 : 1);
 
+    kcd_gss_token_stats(g, &direct, &mk_req);
+
     s = b64(tok.data, tok.len);
-    printf("%s n=%d us=%.1f token=%s err=%s\n", rc_name(rc), n, t0 * 1e6,
-           s, err);
+    printf("%s n=%d us=%.1f direct=%lu mk_req=%lu token=%s err=%s\n",
+           rc_name(rc), n, t0 * 1e6, direct, mk_req, s, err);
     free(s);
 
     kcd_gss_free(&tok);
