@@ -968,17 +968,12 @@ done:
 }
 
 
-int
-kcd_gss_token(kcd_gss_t *g, const kcd_gss_buf_t *cred, const char *spn,
+/* what kcd_gss_token() and kcd_gss_token_fast() take */
+
+static int
+kcd_gss_token_args(const kcd_gss_buf_t *cred, const char *spn,
     kcd_gss_buf_t *token, char *err, size_t errlen)
 {
-    int              rc;
-    OM_uint32        major, minor;
-    gss_name_t       target;
-    gss_ctx_id_t     ctx;
-    gss_cred_id_t    icred;
-    gss_buffer_desc  buf, out;
-
     token->data = NULL;
     token->len = 0;
 
@@ -987,13 +982,74 @@ kcd_gss_token(kcd_gss_t *g, const kcd_gss_buf_t *cred, const char *spn,
         return KCD_GSS_ERROR;
     }
 
-    if (kcd_gss_check_name("SPN", spn, err, errlen) != KCD_GSS_OK) {
+    return kcd_gss_check_name("SPN", spn, err, errlen);
+}
+
+
+/*
+ * An upstream token by gss_init_sec_context().  No mutual authentication:
+ * the upstream answer is not read back, and every request needs a fresh
+ * authenticator (replay caches, B7).
+ */
+
+static int
+kcd_gss_init_token(gss_cred_id_t cred, gss_name_t target, const char *spn,
+    kcd_gss_buf_t *token, char *err, size_t errlen)
+{
+    int              rc;
+    OM_uint32        major, minor;
+    gss_ctx_id_t     ctx;
+    gss_buffer_desc  out;
+
+    ctx = GSS_C_NO_CONTEXT;
+
+    major = gss_init_sec_context(&minor, cred, &ctx, target,
+                                 &kcd_spnego_oid, 0, GSS_C_INDEFINITE,
+                                 GSS_C_NO_CHANNEL_BINDINGS, GSS_C_NO_BUFFER,
+                                 NULL, &out, NULL, NULL);
+    if (GSS_ERROR(major)) {
+        char  what[1200];
+
+        snprintf(what, sizeof(what), "token for %s from the cached "
+                 "credential", spn);
+        rc = kcd_gss_fail(what, major, minor, NULL, err, errlen);
+
+        if (ctx != GSS_C_NO_CONTEXT) {
+            gss_delete_sec_context(&minor, &ctx, GSS_C_NO_BUFFER);
+        }
+
+        return (rc == KCD_GSS_UNAVAILABLE) ? rc : KCD_GSS_ERROR;
+    }
+
+    rc = kcd_gss_copy_buf(&out, token);
+    if (rc != KCD_GSS_OK) {
+        kcd_gss_err(err, errlen, "out of memory");
+    }
+
+    if (ctx != GSS_C_NO_CONTEXT) {
+        gss_delete_sec_context(&minor, &ctx, GSS_C_NO_BUFFER);
+    }
+
+    return rc;
+}
+
+
+int
+kcd_gss_token(kcd_gss_t *g, const kcd_gss_buf_t *cred, const char *spn,
+    kcd_gss_buf_t *token, char *err, size_t errlen)
+{
+    int              rc;
+    OM_uint32        major, minor;
+    gss_name_t       target;
+    gss_cred_id_t    icred;
+    gss_buffer_desc  buf;
+
+    if (kcd_gss_token_args(cred, spn, token, err, errlen) != KCD_GSS_OK) {
         return KCD_GSS_ERROR;
     }
 
     target = GSS_C_NO_NAME;
     icred = GSS_C_NO_CREDENTIAL;
-    ctx = GSS_C_NO_CONTEXT;
 
     rc = kcd_gss_import_name(spn, &target, err, errlen);
     if (rc != KCD_GSS_OK) {
@@ -1011,36 +1067,9 @@ kcd_gss_token(kcd_gss_t *g, const kcd_gss_buf_t *cred, const char *spn,
         goto done;
     }
 
-    /*
-     * No mutual authentication: the upstream answer is not read back, and
-     * every request needs a fresh authenticator (replay caches).
-     */
-    major = gss_init_sec_context(&minor, icred, &ctx, target,
-                                 &kcd_spnego_oid, 0, GSS_C_INDEFINITE,
-                                 GSS_C_NO_CHANNEL_BINDINGS, GSS_C_NO_BUFFER,
-                                 NULL, &out, NULL, NULL);
-    if (GSS_ERROR(major)) {
-        char  what[1200];
-
-        snprintf(what, sizeof(what), "token for %s from the cached "
-                 "credential", spn);
-        rc = kcd_gss_fail(what, major, minor, NULL, err, errlen);
-        if (rc != KCD_GSS_UNAVAILABLE) {
-            rc = KCD_GSS_ERROR;
-        }
-        goto done;
-    }
-
-    rc = kcd_gss_copy_buf(&out, token);
-    if (rc != KCD_GSS_OK) {
-        kcd_gss_err(err, errlen, "out of memory");
-    }
+    rc = kcd_gss_init_token(icred, target, spn, token, err, errlen);
 
 done:
-
-    if (ctx != GSS_C_NO_CONTEXT) {
-        gss_delete_sec_context(&minor, &ctx, GSS_C_NO_BUFFER);
-    }
 
     if (icred != GSS_C_NO_CREDENTIAL) {
         gss_release_cred(&minor, &icred);
@@ -1455,19 +1484,10 @@ kcd_gss_token_fast(kcd_gss_t *g, const char *principal,
     int                rc;
     uint32_t           hash;
     OM_uint32          major, minor;
-    gss_ctx_id_t       ctx;
-    gss_buffer_desc    buf, out;
+    gss_buffer_desc    buf;
     kcd_gss_handle_t  *h;
 
-    token->data = NULL;
-    token->len = 0;
-
-    if (cred == NULL || cred->len == 0) {
-        kcd_gss_err(err, errlen, "no credential");
-        return KCD_GSS_ERROR;
-    }
-
-    if (kcd_gss_check_name("SPN", spn, err, errlen) != KCD_GSS_OK) {
+    if (kcd_gss_token_args(cred, spn, token, err, errlen) != KCD_GSS_OK) {
         return KCD_GSS_ERROR;
     }
 
@@ -1520,31 +1540,10 @@ kcd_gss_token_fast(kcd_gss_t *g, const char *principal,
         return KCD_GSS_OK;
     }
 
-    ctx = GSS_C_NO_CONTEXT;
-
-    /* a fresh authenticator every time: upstream replay caches (B7) */
-    major = gss_init_sec_context(&minor, h->cred, &ctx, h->target,
-                                 &kcd_spnego_oid, 0, GSS_C_INDEFINITE,
-                                 GSS_C_NO_CHANNEL_BINDINGS, GSS_C_NO_BUFFER,
-                                 NULL, &out, NULL, NULL);
-    if (GSS_ERROR(major)) {
-        char  what[1200];
-
-        snprintf(what, sizeof(what), "token for %s from the cached "
-                 "credential", spn);
-        rc = kcd_gss_fail(what, major, minor, NULL, err, errlen);
-        kcd_gss_handle_free(g, h);
-        return (rc == KCD_GSS_UNAVAILABLE) ? rc : KCD_GSS_ERROR;
-    }
-
-    rc = kcd_gss_copy_buf(&out, token);
-
-    if (ctx != GSS_C_NO_CONTEXT) {
-        gss_delete_sec_context(&minor, &ctx, GSS_C_NO_BUFFER);
-    }
+    rc = kcd_gss_init_token(h->cred, h->target, spn, token, err, errlen);
 
     if (rc != KCD_GSS_OK) {
-        kcd_gss_err(err, errlen, "out of memory");
+        kcd_gss_handle_free(g, h);
     }
 
     return rc;
