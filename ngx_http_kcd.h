@@ -14,6 +14,7 @@
 
 #include "ngx_http_kcd_ntlm.h"
 #include "ngx_http_kcd_gss.h"
+#include "ngx_http_kcd_winbind.h"
 
 
 #define NGX_HTTP_KCD_NTLM          0x01
@@ -94,6 +95,9 @@ typedef struct {
 
     kcd_gss_t                 *gss;          /* per worker */
 
+    ngx_array_t                user_files;   /* ngx_http_kcd_user_file_t * */
+    ngx_str_t                  default_realm;  /* of krb5.conf */
+
     ngx_str_t                  keytab_file;  /* where kcd_keytab was set */
     ngx_uint_t                 keytab_line;
 } ngx_http_kcd_main_conf_t;
@@ -104,6 +108,9 @@ typedef struct {
     ngx_str_t                  ntlm_computer;
     ngx_str_t                  ntlm_dns_domain;
     ngx_str_t                  ntlm_dns_computer;
+
+    /* in upstream{} blocks: the balancer this module wraps (B10) */
+    ngx_http_upstream_init_peer_pt  original_init_peer;
 } ngx_http_kcd_srv_conf_t;
 
 
@@ -127,7 +134,39 @@ typedef struct {
     ngx_uint_t                 auth_line;
     ngx_str_t                  spn_file;
     ngx_uint_t                 spn_line;
+    ngx_uint_t                 spn_here;     /* set in this very block */
 } ngx_http_kcd_loc_conf_t;
+
+
+/* what checked an identity (B14: an identity holds where the same checks
+   would have accepted it) */
+#define NGX_HTTP_KCD_BACKEND_FILE        1   /* kcd_ntlm_user_file */
+#define NGX_HTTP_KCD_BACKEND_WINBIND     2   /* kcd_ntlm_winbind */
+#define NGX_HTTP_KCD_BACKEND_KEYTAB      3   /* client Kerberos, kcd_keytab */
+#define NGX_HTTP_KCD_BACKEND_KDC         4   /* Basic by an AS exchange */
+
+
+/*
+ * One logon's identity (B14), the only thing the access handler, the
+ * variables and delegation consult.  All strings live in one block with
+ * the record: r->pool for a request's identity, malloc() for the copy
+ * bound to a connection.
+ */
+typedef struct {
+    ngx_uint_t                 scheme;       /* NGX_HTTP_KCD_NTLM ... */
+    ngx_str_t                  user;         /* $kcd_user */
+    ngx_str_t                  name;         /* $kcd_user_name */
+    ngx_str_t                  domain;       /* $kcd_user_domain */
+    ngx_str_t                  principal;    /* user@REALM, NUL-terminated */
+
+    /* scope: where the same checks would have accepted it */
+    void                      *server;       /* ngx_http_kcd_srv_conf_t * */
+    ngx_uint_t                 backend;      /* NGX_HTTP_KCD_BACKEND_* */
+    ngx_http_kcd_user_file_t  *user_file;    /* BACKEND_FILE */
+    ngx_str_t                  map_domain;   /* input of the realm mapping */
+    ngx_str_t                  realm;        /* its output; empty: none */
+    ngx_uint_t                 channel_binding;  /* strongest policy met */
+} ngx_http_kcd_identity_t;
 
 
 /* connection states */
@@ -136,81 +175,70 @@ typedef struct {
 #define NGX_HTTP_KCD_CONN_AUTHENTICATED  2
 
 
-/* per client connection, lives in c->pool */
+/* an NTLM handshake in progress (MS-NLMP 3.2.5), malloc()ed, one block */
+typedef struct {
+    u_char                    *type1;
+    size_t                     type1_len;
+    u_char                    *type2;
+    size_t                     type2_len;
+    u_char                     challenge[8];
+} ngx_http_kcd_ntlm_pending_t;
+
+
+/*
+ * Per client connection, found through a c->pool cleanup handler.  Kept
+ * small: an idle authenticated connection holds this and its identity.
+ */
 typedef struct {
     ngx_uint_t                 state;
     ngx_uint_t                 scheme;       /* scheme of the handshake */
-
-    /* NTLM handshake in progress (MS-NLMP 3.2.5) */
-    u_char                     type1[NGX_HTTP_KCD_TYPE1_MAX];
-    size_t                     type1_len;
-    u_char                     type2[NGX_HTTP_KCD_TYPE2_MAX];
-    size_t                     type2_len;
-    u_char                     challenge[8];
-
-    /* identity once authenticated (B3) */
-    ngx_uint_t                 auth_scheme;
-    u_char                     user[2 * NGX_HTTP_KCD_NAME_MAX + 2];
-    size_t                     user_len;
-    u_char                     principal[2 * NGX_HTTP_KCD_NAME_MAX + 2];
-    size_t                     principal_len;
-
-    /*
-     * where the identity was checked: it is reused only where the same
-     * server and validation backend would have checked it (B3)
-     */
-    void                      *scope_srv;
-    void                      *scope_user_file;
-    ngx_flag_t                 scope_winbind;
+    ngx_http_kcd_ntlm_pending_t  *ntlm;      /* while CHALLENGED */
+    ngx_http_kcd_identity_t   *identity;     /* while AUTHENTICATED (B3) */
 
     /* a Kerberos client's own ticket, exported, for S4U2Proxy */
     kcd_gss_buf_t              evidence;
-
-    /*
-     * the identity of the current request, kept here because an internal
-     * redirect (index, try_files, error_page) clears the request's ctx
-     * after the client's Authorization has been taken out
-     */
-    ngx_uint_t                 req_num;
-    ngx_uint_t                 req_scheme;
-    ngx_str_t                  req_user;       /* in the request pool */
-    ngx_str_t                  req_principal;
-
-    /* the upstream Authorization we put into headers_in (B7) */
-    ngx_table_elt_t           *injected;
-    ngx_uint_t                 injected_req;
-
-    ngx_connection_t          *connection;
 } ngx_http_kcd_conn_t;
 
 
-/* the pending asynchronous step of a request */
-#define NGX_HTTP_KCD_TASK_NONE           0
-#define NGX_HTTP_KCD_TASK_WB_NTLM        1
-#define NGX_HTTP_KCD_TASK_WB_PLAIN       2
-#define NGX_HTTP_KCD_TASK_GSS_ACCEPT     3
-#define NGX_HTTP_KCD_TASK_GSS_PASSWORD   4
-#define NGX_HTTP_KCD_TASK_DELEGATE       5
+/*
+ * Per request, found through an r->pool cleanup handler: it survives the
+ * internal redirects that clear the module contexts, and subrequests (which
+ * share the pool) find the main request's record, for reading only.
+ */
+typedef struct {
+    ngx_http_request_t        *request;      /* the main request */
+    ngx_http_kcd_identity_t   *identity;     /* of this request (B14) */
+    ngx_uint_t                 consumed;     /* client's Authorization taken */
+
+    /* the delegated token (B7a): one element of r->headers_in.headers */
+    ngx_table_elt_t           *token;
+    void                     **token_loc;    /* r->loc_conf that made it */
+    ngx_str_t                  spn;
+    ngx_str_t                  cache_status;
+} ngx_http_kcd_request_t;
+
+
+/* stages of the access handler */
+#define NGX_HTTP_KCD_STAGE_AUTH          0
+#define NGX_HTTP_KCD_STAGE_DELEGATE      1
+#define NGX_HTTP_KCD_STAGE_DONE          2
+
+/* a validation step's answer: 401 with the location's challenges */
+#define NGX_HTTP_KCD_CHALLENGE           (-100)
 
 
 typedef struct ngx_http_kcd_task_s  ngx_http_kcd_task_t;
 
 
-/* per request */
+/* per request, cleared by internal redirects */
 typedef struct {
-    ngx_uint_t                 done;         /* final rc is known */
+    ngx_uint_t                 stage;
+    ngx_uint_t                 done;         /* a task's rc is in rc */
     ngx_int_t                  rc;
-    ngx_uint_t                 pending;      /* a thread task is out */
-    ngx_uint_t                 authenticated;
-    ngx_uint_t                 delegated;
+    ngx_uint_t                 pending;      /* a task or a wait is out */
 
-    ngx_uint_t                 auth_scheme;
-    ngx_str_t                  user;
-    ngx_str_t                  principal;
-    ngx_str_t                  cache_status;
+    ngx_http_kcd_identity_t   *identity;
     ngx_str_t                  spn;
-
-    ngx_http_kcd_task_t       *task;
 
     /* waiting for another request's KDC exchange (single flight) */
     ngx_event_t                wait;
@@ -221,40 +249,76 @@ typedef struct {
     ngx_str_t                  basic_user;
     ngx_str_t                  basic_domain;
     ngx_str_t                  basic_password;
+    ngx_http_kcd_account_t    *basic_account;
 
-    /* the NTLM AUTHENTICATE being checked by winbind */
+    /* the NTLM AUTHENTICATE being checked (winbind) */
     u_char                    *type3;
     size_t                     type3_len;
     kcd_ntlm_authenticate_t    auth;
-    u_char                     type1[NGX_HTTP_KCD_TYPE1_MAX];
-    size_t                     type1_len;
-    u_char                     type2[NGX_HTTP_KCD_TYPE2_MAX];
-    size_t                     type2_len;
-    u_char                     challenge[8];
-    ngx_str_t                  ntlm_user;    /* UTF-8 */
+    ngx_http_kcd_ntlm_pending_t  *ntlm;      /* taken from the connection */
+    ngx_str_t                  ntlm_user;    /* UTF-8, as sent */
     ngx_str_t                  ntlm_domain;
     ngx_str_t                  ntlm_workstation;
+    ngx_uint_t                 cb_met;
     ngx_uint_t                 handshake_scheme;
 } ngx_http_kcd_ctx_t;
+
+
+/* a blocking call for the thread pool (B9) */
+
+#define NGX_HTTP_KCD_TASK_WB_NTLM        1
+#define NGX_HTTP_KCD_TASK_WB_PLAIN       2
+#define NGX_HTTP_KCD_TASK_GSS_ACCEPT     3
+#define NGX_HTTP_KCD_TASK_GSS_PASSWORD   4
+#define NGX_HTTP_KCD_TASK_DELEGATE       5
+
+typedef ngx_int_t (*ngx_http_kcd_task_done_pt)(ngx_http_request_t *r,
+    ngx_http_kcd_task_t *t);
+
+struct ngx_http_kcd_task_s {
+    ngx_uint_t                 kind;
+    ngx_http_request_t        *request;
+    kcd_gss_t                 *gss;
+    ngx_http_kcd_task_done_pt  done;
+
+    /* keeps an exiting worker alive while the task is out (B18) */
+    ngx_event_t                guard;
+
+    /* inputs, allocated from the request pool before posting */
+    char                      *user;
+    char                      *domain;
+    char                      *workstation;
+    char                      *password;
+    char                      *principal;
+    char                      *spn;
+    u_char                     challenge[8];
+    u_char                    *nt;
+    size_t                     nt_len;
+    u_char                    *lm;
+    size_t                     lm_len;
+    u_char                    *token;
+    size_t                     token_len;
+    kcd_gss_buf_t              evidence;      /* borrowed, not owned */
+
+    /* outputs, malloc()ed by the libraries where noted */
+    int                        status;
+    char                       error[512];
+    kcd_wb_result_t            wb;
+    char                      *out_principal; /* malloc */
+    kcd_gss_buf_t              out_evidence;  /* malloc */
+    kcd_gss_buf_t              out_token;     /* malloc */
+    kcd_gss_buf_t              cred;          /* malloc */
+    time_t                     endtime;
+};
 
 
 extern ngx_module_t  ngx_http_kcd_module;
 
 
-/* ngx_http_kcd_module.c */
-ngx_http_kcd_ctx_t *ngx_http_kcd_get_ctx(ngx_http_request_t *r);
-ngx_int_t ngx_http_kcd_challenge(ngx_http_request_t *r,
-    ngx_http_kcd_loc_conf_t *klcf);
-ngx_int_t ngx_http_kcd_strip(ngx_http_request_t *r,
-    ngx_http_kcd_loc_conf_t *klcf);
-ngx_int_t ngx_http_kcd_post_task(ngx_http_request_t *r,
-    ngx_http_kcd_ctx_t *ctx, ngx_uint_t kind);
-ngx_int_t ngx_http_kcd_authenticated(ngx_http_request_t *r,
-    ngx_http_kcd_ctx_t *ctx, ngx_uint_t scheme, ngx_str_t *user,
-    ngx_str_t *principal);
-ngx_int_t ngx_http_kcd_principal(ngx_http_request_t *r,
-    ngx_http_kcd_loc_conf_t *klcf, ngx_str_t *user, ngx_str_t *domain,
-    ngx_str_t *principal);
+/* ngx_http_kcd_metrics.c: counters and kcd_status */
+ngx_int_t ngx_http_kcd_metrics_init(ngx_conf_t *cf,
+    ngx_http_kcd_main_conf_t *kmcf);
+ngx_int_t ngx_http_kcd_status_handler(ngx_http_request_t *r);
 ngx_http_kcd_counters_t *ngx_http_kcd_counters(ngx_http_request_t *r);
 
 #define ngx_http_kcd_count(r, name)                                         \
@@ -265,22 +329,12 @@ ngx_http_kcd_counters_t *ngx_http_kcd_counters(ngx_http_request_t *r);
         }                                                                   \
     } while (0)
 
-
-/* ngx_http_ntlm_reauth.c */
-ngx_http_kcd_conn_t *ngx_http_kcd_conn(ngx_http_request_t *r,
-    ngx_uint_t create);
-void ngx_http_kcd_conn_reset(ngx_http_kcd_conn_t *kc);
-ngx_int_t ngx_http_kcd_ntlm_handle(ngx_http_request_t *r,
-    ngx_http_kcd_loc_conf_t *klcf, ngx_http_kcd_ctx_t *ctx,
-    ngx_uint_t scheme, u_char *msg, size_t len);
-ngx_uint_t ngx_http_kcd_conn_in_scope(ngx_http_request_t *r,
-    ngx_http_kcd_conn_t *kc);
-void ngx_http_kcd_conn_set_scope(ngx_http_request_t *r,
-    ngx_http_kcd_conn_t *kc);
-ngx_int_t ngx_http_kcd_ntlm_winbind_done(ngx_http_request_t *r,
-    ngx_http_kcd_loc_conf_t *klcf, ngx_http_kcd_ctx_t *ctx,
-    ngx_int_t status, const char *error, const u_char *session_key,
-    const char *user, const char *domain);
+/* ngx_http_kcd_task.c: the thread pool */
+ngx_http_kcd_task_t *ngx_http_kcd_task_alloc(ngx_http_request_t *r,
+    ngx_uint_t kind);
+ngx_int_t ngx_http_kcd_task_post(ngx_http_request_t *r,
+    ngx_http_kcd_task_t *t, ngx_http_kcd_task_done_pt done);
+char *ngx_http_kcd_cstr(ngx_pool_t *pool, ngx_str_t *s);
 
 /* ngx_http_kcd_userfile.c */
 char *ngx_http_kcd_user_file_load(ngx_conf_t *cf, ngx_str_t *path,
@@ -288,18 +342,46 @@ char *ngx_http_kcd_user_file_load(ngx_conf_t *cf, ngx_str_t *path,
 ngx_http_kcd_account_t *ngx_http_kcd_user_file_find(
     ngx_http_kcd_user_file_t *uf, ngx_str_t *user, ngx_str_t *domain);
 
-/* ngx_http_kcd_filter.c */
-ngx_int_t ngx_http_kcd_filter_init(ngx_conf_t *cf);
-ngx_int_t ngx_http_kcd_hide_authorization(ngx_http_request_t *r);
-ngx_int_t ngx_http_kcd_set_upstream_authorization(ngx_http_request_t *r,
-    ngx_str_t *value);
+/* ngx_http_kcd_identity.c: identity, its scope, where it is kept */
+ngx_http_kcd_identity_t *ngx_http_kcd_identity_create(ngx_http_request_t *r,
+    ngx_uint_t scheme, ngx_uint_t backend, ngx_str_t *name,
+    ngx_str_t *domain, ngx_str_t *map_domain, ngx_uint_t cb_met);
+ngx_http_kcd_identity_t *ngx_http_kcd_identity_kerberos(
+    ngx_http_request_t *r, ngx_uint_t scheme, ngx_uint_t backend,
+    ngx_str_t *principal);
+ngx_uint_t ngx_http_kcd_identity_holds(ngx_http_request_t *r,
+    ngx_http_kcd_identity_t *id, const char **why);
+ngx_int_t ngx_http_kcd_logon_succeeded(ngx_http_request_t *r,
+    ngx_http_kcd_identity_t *id, ngx_uint_t bind);
+ngx_int_t ngx_http_kcd_logon_failed(ngx_http_request_t *r,
+    ngx_uint_t scheme, ngx_str_t *user, ngx_str_t *domain,
+    ngx_str_t *workstation, const char *reason);
+ngx_http_kcd_request_t *ngx_http_kcd_request(ngx_http_request_t *r,
+    ngx_uint_t create);
+ngx_http_kcd_conn_t *ngx_http_kcd_conn(ngx_http_request_t *r,
+    ngx_uint_t create);
+void ngx_http_kcd_conn_reset(ngx_http_kcd_conn_t *kc);
+void ngx_http_kcd_ntlm_pending_free(ngx_http_kcd_ntlm_pending_t *p);
+ngx_int_t ngx_http_kcd_identity_variables(ngx_conf_t *cf);
+ngx_int_t ngx_http_kcd_identity_init(ngx_conf_t *cf);
+
+/* ngx_http_ntlm_reauth.c: the NTLM handshake */
+ngx_int_t ngx_http_kcd_ntlm_handle(ngx_http_request_t *r,
+    ngx_http_kcd_loc_conf_t *klcf, ngx_http_kcd_ctx_t *ctx,
+    ngx_uint_t scheme, u_char *msg, size_t len);
+
+/* ngx_http_kcd_basic.c */
+ngx_int_t ngx_http_kcd_basic(ngx_http_request_t *r,
+    ngx_http_kcd_loc_conf_t *klcf, ngx_http_kcd_ctx_t *ctx, ngx_str_t *tok);
+
+/* ngx_http_kcd_negotiate.c */
+ngx_int_t ngx_http_kcd_negotiate(ngx_http_request_t *r,
+    ngx_http_kcd_loc_conf_t *klcf, ngx_http_kcd_ctx_t *ctx, u_char *token,
+    size_t len);
 
 /* ngx_http_kcd_delegate.c */
 ngx_int_t ngx_http_kcd_delegate(ngx_http_request_t *r,
     ngx_http_kcd_loc_conf_t *klcf, ngx_http_kcd_ctx_t *ctx);
-ngx_int_t ngx_http_kcd_delegate_done(ngx_http_request_t *r,
-    ngx_http_kcd_ctx_t *ctx, ngx_int_t status, const char *error,
-    kcd_gss_buf_t *cred, time_t endtime, kcd_gss_buf_t *token);
 
 /* ngx_http_kcd_cache.c */
 char *ngx_http_kcd_cache_conf(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -309,9 +391,24 @@ ngx_int_t ngx_http_kcd_cache_get(ngx_http_kcd_cache_t *cache,
     kcd_gss_buf_t *cred, uint64_t *serial);
 void ngx_http_kcd_cache_cancel(ngx_http_kcd_cache_t *cache,
     ngx_str_t *principal, ngx_str_t *spn);
+void ngx_http_kcd_cache_drop(ngx_http_kcd_cache_t *cache,
+    ngx_str_t *principal, ngx_str_t *spn);
 void ngx_http_kcd_cache_put(ngx_http_kcd_cache_t *cache,
     ngx_str_t *principal, ngx_str_t *spn, kcd_gss_buf_t *cred,
     time_t endtime);
+
+/* ngx_http_kcd_upstream.c: the delegated token and upstream connections */
+ngx_int_t ngx_http_kcd_upstream_init(ngx_conf_t *cf);
+ngx_int_t ngx_http_kcd_upstream_set_token(ngx_http_request_t *r,
+    ngx_str_t *value);
+ngx_int_t ngx_http_kcd_consume_authorization(ngx_http_request_t *r);
+
+/* ngx_http_kcd_filter.c: what goes back to the client */
+ngx_int_t ngx_http_kcd_filter_init(ngx_conf_t *cf);
+ngx_int_t ngx_http_kcd_strip(ngx_http_request_t *r,
+    ngx_http_kcd_loc_conf_t *klcf);
+ngx_int_t ngx_http_kcd_add_challenge(ngx_http_request_t *r,
+    ngx_str_t *value);
 
 
 #endif /* _NGX_HTTP_KCD_H_INCLUDED_ */

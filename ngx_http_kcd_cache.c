@@ -303,6 +303,39 @@ ngx_http_kcd_cache_cancel(ngx_http_kcd_cache_t *cache, ngx_str_t *principal,
 }
 
 
+/*
+ * B15: the backend refused a ticket from this entry: forget it, so that
+ * the next request for (principal, SPN) asks the KDC.
+ */
+
+void
+ngx_http_kcd_cache_drop(ngx_http_kcd_cache_t *cache, ngx_str_t *principal,
+    ngx_str_t *spn)
+{
+    u_char                      key[1024];
+    size_t                      len;
+    uint32_t                    hash;
+    ngx_http_kcd_cache_node_t  *cn;
+
+    len = ngx_http_kcd_cache_key(principal, spn, key, sizeof(key));
+    if (len == 0) {
+        return;
+    }
+
+    hash = ngx_crc32_short(key, len);
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    cn = ngx_http_kcd_cache_lookup(cache, hash, key, len);
+
+    if (cn && cn->cred_len) {
+        ngx_http_kcd_cache_delete(cache, cn);
+    }
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+}
+
+
 void
 ngx_http_kcd_cache_put(ngx_http_kcd_cache_t *cache, ngx_str_t *principal,
     ngx_str_t *spn, kcd_gss_buf_t *cred, time_t endtime)

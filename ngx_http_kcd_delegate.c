@@ -13,8 +13,12 @@
 #include "ngx_http_kcd.h"
 
 
+static ngx_int_t ngx_http_kcd_delegate_done(ngx_http_request_t *r,
+    ngx_http_kcd_task_t *t);
 static ngx_int_t ngx_http_kcd_delegate_header(ngx_http_request_t *r,
     kcd_gss_buf_t *token);
+static ngx_uint_t ngx_http_kcd_own_evidence(ngx_http_request_t *r,
+    ngx_http_kcd_ctx_t *ctx, kcd_gss_buf_t *evidence);
 static ngx_int_t ngx_http_kcd_delegate_hit(ngx_http_request_t *r,
     ngx_http_kcd_ctx_t *ctx, kcd_gss_buf_t *token);
 static ngx_int_t ngx_http_kcd_delegate_wait(ngx_http_request_t *r,
@@ -27,6 +31,14 @@ static void ngx_http_kcd_delegate_wait_handler(ngx_event_t *ev);
 #define NGX_HTTP_KCD_WAIT_MAX      15000
 
 
+/*
+ * B7: a token for the request's identity (ctx->identity) to kcd_spn.
+ * Returns NGX_OK (the token is handed to the upstream request), NGX_AGAIN
+ * (the KDC is asked, or another request is asking it) or an HTTP status
+ * (B8: 502 refused, 503 unreachable; nothing is forwarded without a
+ * ticket).
+ */
+
 ngx_int_t
 ngx_http_kcd_delegate(ngx_http_request_t *r, ngx_http_kcd_loc_conf_t *klcf,
     ngx_http_kcd_ctx_t *ctx)
@@ -35,11 +47,22 @@ ngx_http_kcd_delegate(ngx_http_request_t *r, ngx_http_kcd_loc_conf_t *klcf,
     u_char                    *p;
     uint64_t                   serial;
     ngx_int_t                  rc;
-    kcd_gss_buf_t              cred, token;
-    ngx_http_kcd_conn_t       *kc;
+    ngx_str_t                 *principal;
+    kcd_gss_buf_t              cred, token, evidence;
+    ngx_http_kcd_task_t       *t;
+    ngx_http_kcd_request_t    *rq;
     ngx_http_kcd_main_conf_t  *kmcf;
 
     kmcf = ngx_http_get_module_main_conf(r, ngx_http_kcd_module);
+
+    rq = ngx_http_kcd_request(r, 0);
+    if (rq == NULL || rq->identity == NULL || r != r->main) {
+        /* subrequests read the identity, they never delegate (B14) */
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->identity = rq->identity;
+    principal = &ctx->identity->principal;
 
     if (ngx_http_complex_value(r, klcf->spn, &ctx->spn) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -63,15 +86,15 @@ ngx_http_kcd_delegate(ngx_http_request_t *r, ngx_http_kcd_loc_conf_t *klcf,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    rq->spn = ctx->spn;
+
     if (kmcf->gss == NULL) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "kcd: no delegation for \"%V\" to \"%V\": Kerberos is "
                       "not set up in this worker (see the start-up error)",
-                      &ctx->principal, &ctx->spn);
+                      principal, &ctx->spn);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    kc = ngx_http_kcd_conn(r, 0);
 
     /*
      * A Kerberos client's own ticket is the evidence for S4U2Proxy (B5):
@@ -79,23 +102,20 @@ ngx_http_kcd_delegate(ngx_http_request_t *r, ngx_http_kcd_loc_conf_t *klcf,
      * so the cache is for protocol transition (NTLM, Basic) only.
      */
 
-    if (kmcf->cache
-        && !(ctx->auth_scheme == NGX_HTTP_KCD_NEGOTIATE && kc
-             && kc->evidence.len))
-    {
+    if (kmcf->cache && !ngx_http_kcd_own_evidence(r, ctx, &evidence)) {
         /*
          * the shared cache says which credential is current; this worker
          * imports each one once and then only makes tokens from it
          */
 
-        serial = kcd_gss_local_serial(kmcf->gss, (char *) ctx->principal.data,
+        serial = kcd_gss_local_serial(kmcf->gss, (char *) principal->data,
                                       (char *) ctx->spn.data);
 
-        rc = ngx_http_kcd_cache_get(kmcf->cache, &ctx->principal, &ctx->spn,
+        rc = ngx_http_kcd_cache_get(kmcf->cache, principal, &ctx->spn,
                                     r->pool, &cred, &serial);
 
         if (rc == NGX_OK && cred.len == 0) {
-            if (kcd_gss_token_local(kmcf->gss, (char *) ctx->principal.data,
+            if (kcd_gss_token_local(kmcf->gss, (char *) principal->data,
                                     (char *) ctx->spn.data, &token, err,
                                     sizeof(err))
                 == KCD_GSS_OK)
@@ -105,7 +125,7 @@ ngx_http_kcd_delegate(ngx_http_request_t *r, ngx_http_kcd_loc_conf_t *klcf,
 
             ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                           "kcd: cached ticket of \"%V\" for \"%V\" not "
-                          "usable, asking the KDC: %s", &ctx->principal,
+                          "usable, asking the KDC: %s", principal,
                           &ctx->spn, err);
 
             rc = NGX_DECLINED;
@@ -123,7 +143,7 @@ ngx_http_kcd_delegate(ngx_http_request_t *r, ngx_http_kcd_loc_conf_t *klcf,
             ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                           "kcd: waited %Mms for another request's ticket "
                           "of \"%V\" for \"%V\", asking the KDC",
-                          ctx->waited, &ctx->principal, &ctx->spn);
+                          ctx->waited, principal, &ctx->spn);
         }
 
         ctx->fetching = (rc == NGX_DECLINED);
@@ -134,7 +154,7 @@ ngx_http_kcd_delegate(ngx_http_request_t *r, ngx_http_kcd_loc_conf_t *klcf,
             token.data = NULL;
             token.len = 0;
 
-            if (kcd_gss_token_fast(kmcf->gss, (char *) ctx->principal.data,
+            if (kcd_gss_token_fast(kmcf->gss, (char *) principal->data,
                                    &cred, serial, (char *) ctx->spn.data,
                                    &token, err, sizeof(err))
                 == KCD_GSS_OK)
@@ -148,31 +168,84 @@ ngx_http_kcd_delegate(ngx_http_request_t *r, ngx_http_kcd_loc_conf_t *klcf,
 
             ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                           "kcd: cached ticket of \"%V\" for \"%V\" not "
-                          "usable, asking the KDC: %s", &ctx->principal,
+                          "usable, asking the KDC: %s", principal,
                           &ctx->spn, err);
         }
 
-        ngx_str_set(&ctx->cache_status, "MISS");
+        ngx_str_set(&rq->cache_status, "MISS");
         ngx_http_kcd_count(r, cache_miss);
     }
 
-    return ngx_http_kcd_post_task(r, ctx, NGX_HTTP_KCD_TASK_DELEGATE);
+    t = ngx_http_kcd_task_alloc(r, NGX_HTTP_KCD_TASK_DELEGATE);
+    if (t == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    t->principal = (char *) principal->data;   /* NUL-terminated */
+    t->spn = (char *) ctx->spn.data;
+
+    if (ngx_http_kcd_own_evidence(r, ctx, &evidence)) {
+        t->evidence = evidence;
+    }
+
+    return ngx_http_kcd_task_post(r, t, ngx_http_kcd_delegate_done);
 }
 
 
-ngx_int_t
-ngx_http_kcd_delegate_done(ngx_http_request_t *r, ngx_http_kcd_ctx_t *ctx,
-    ngx_int_t status, const char *error, kcd_gss_buf_t *cred,
-    time_t endtime, kcd_gss_buf_t *token)
+/*
+ * The client's own Kerberos ticket, when this request's identity is the
+ * Kerberos logon bound to this connection.
+ */
+
+static ngx_uint_t
+ngx_http_kcd_own_evidence(ngx_http_request_t *r, ngx_http_kcd_ctx_t *ctx,
+    kcd_gss_buf_t *evidence)
 {
-    ngx_http_kcd_conn_t       *kc;
+    ngx_http_kcd_conn_t  *kc;
+
+    if (ctx->identity->scheme != NGX_HTTP_KCD_NEGOTIATE) {
+        return 0;
+    }
+
+    kc = ngx_http_kcd_conn(r, 0);
+
+    if (kc == NULL || kc->identity == NULL || kc->evidence.len == 0
+        || kc->identity->principal.len != ctx->identity->principal.len
+        || ngx_strncmp(kc->identity->principal.data,
+                       ctx->identity->principal.data,
+                       ctx->identity->principal.len) != 0)
+    {
+        return 0;
+    }
+
+    *evidence = kc->evidence;
+
+    return 1;
+}
+
+
+static ngx_int_t
+ngx_http_kcd_delegate_done(ngx_http_request_t *r, ngx_http_kcd_task_t *t)
+{
+    ngx_int_t                  status;
+    ngx_str_t                 *principal;
+    const char                *error;
+    kcd_gss_buf_t             *cred, *token, evidence;
+    ngx_http_kcd_ctx_t        *ctx;
     ngx_http_kcd_main_conf_t  *kmcf;
 
     kmcf = ngx_http_get_module_main_conf(r, ngx_http_kcd_module);
+    ctx = ngx_http_get_module_ctx(r, ngx_http_kcd_module);
+
+    principal = &ctx->identity->principal;
+    status = t->status;
+    error = t->error;
+    cred = &t->cred;
+    token = &t->out_token;
 
     if (status != KCD_GSS_OK && ctx->fetching && kmcf->cache) {
         /* let the next request try again */
-        ngx_http_kcd_cache_cancel(kmcf->cache, &ctx->principal, &ctx->spn);
+        ngx_http_kcd_cache_cancel(kmcf->cache, principal, &ctx->spn);
         ctx->fetching = 0;
     }
 
@@ -185,60 +258,55 @@ ngx_http_kcd_delegate_done(ngx_http_request_t *r, ngx_http_kcd_ctx_t *ctx,
         ngx_http_kcd_count(r, delegation_refused);
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "kcd: KDC refused delegation of \"%V\" to \"%V\": %s",
-                      &ctx->principal, &ctx->spn, error);
+                      principal, &ctx->spn, error);
         return NGX_HTTP_BAD_GATEWAY;
 
     case KCD_GSS_UNAVAILABLE:
         ngx_http_kcd_count(r, delegation_unavailable);
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "kcd: no delegation of \"%V\" to \"%V\": KDC "
-                      "unreachable: %s", &ctx->principal, &ctx->spn, error);
+                      "unreachable: %s", principal, &ctx->spn, error);
         return NGX_HTTP_SERVICE_UNAVAILABLE;
 
     default:
         ngx_http_kcd_count(r, delegation_refused);
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "kcd: delegation of \"%V\" to \"%V\" failed: %s",
-                      &ctx->principal, &ctx->spn, error);
+                      principal, &ctx->spn, error);
         return NGX_HTTP_BAD_GATEWAY;
     }
 
     if (token->len == 0) {
         if (ctx->fetching && kmcf->cache) {
-            ngx_http_kcd_cache_cancel(kmcf->cache, &ctx->principal,
+            ngx_http_kcd_cache_cancel(kmcf->cache, principal,
                                       &ctx->spn);
             ctx->fetching = 0;
         }
 
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "kcd: delegation of \"%V\" to \"%V\" gave no token",
-                      &ctx->principal, &ctx->spn);
+                      principal, &ctx->spn);
         return NGX_HTTP_BAD_GATEWAY;
     }
 
     ngx_http_kcd_count(r, delegation_ok);
 
-    kc = ngx_http_kcd_conn(r, 0);
-
     if (kmcf->cache && cred->len
-        && !(ctx->auth_scheme == NGX_HTTP_KCD_NEGOTIATE && kc
-             && kc->evidence.len))
+        && !ngx_http_kcd_own_evidence(r, ctx, &evidence))
     {
-        ngx_http_kcd_cache_put(kmcf->cache, &ctx->principal, &ctx->spn,
-                               cred, endtime);
+        ngx_http_kcd_cache_put(kmcf->cache, principal, &ctx->spn,
+                               cred, t->endtime);
         ctx->fetching = 0;
     }
 
     if (ctx->fetching && kmcf->cache) {
-        ngx_http_kcd_cache_cancel(kmcf->cache, &ctx->principal, &ctx->spn);
+        ngx_http_kcd_cache_cancel(kmcf->cache, principal, &ctx->spn);
         ctx->fetching = 0;
     }
 
     if (ngx_http_kcd_delegate_header(r, token) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    ctx->delegated = 1;
 
     return NGX_OK;
 }
@@ -250,9 +318,14 @@ static ngx_int_t
 ngx_http_kcd_delegate_hit(ngx_http_request_t *r, ngx_http_kcd_ctx_t *ctx,
     kcd_gss_buf_t *token)
 {
-    ngx_int_t  rc;
+    ngx_int_t                rc;
+    ngx_http_kcd_request_t  *rq;
 
-    ngx_str_set(&ctx->cache_status, "HIT");
+    rq = ngx_http_kcd_request(r, 0);
+    if (rq) {
+        ngx_str_set(&rq->cache_status, "HIT");
+    }
+
     ngx_http_kcd_count(r, cache_hit);
 
     rc = ngx_http_kcd_delegate_header(r, token);
@@ -261,8 +334,6 @@ ngx_http_kcd_delegate_hit(ngx_http_request_t *r, ngx_http_kcd_ctx_t *ctx,
     if (rc != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    ctx->delegated = 1;
 
     return NGX_OK;
 }
@@ -291,7 +362,7 @@ ngx_http_kcd_delegate_header(ngx_http_request_t *r, kcd_gss_buf_t *token)
 
     value.len = (p - value.data) + dst.len;
 
-    return ngx_http_kcd_set_upstream_authorization(r, &value);
+    return ngx_http_kcd_upstream_set_token(r, &value);
 }
 
 

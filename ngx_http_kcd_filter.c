@@ -1,12 +1,15 @@
 /*
- * What crosses the proxy in each direction (B7, B10, strip_negotiate):
+ * What goes back to the client (B1, B10, B15, B16, kcd_strip_negotiate):
  *
- *  - upstream: the client's Authorization never goes; with kcd_spn our own
- *    "Authorization: Negotiate <token>" takes its place;
- *  - client: upstream "WWW-Authenticate: Negotiate <token>" (mutual
+ *  - upstream "WWW-Authenticate: Negotiate <token>" challenges (mutual
  *    authentication for the proxy, meaningless to the client) and
- *    "Persistent-Auth" never come back; with kcd_strip_negotiate the bare
- *    "Negotiate" challenge of an upstream 401 goes too.
+ *    "Persistent-Auth" never reach the client; with kcd_strip_negotiate
+ *    the bare Negotiate challenges of an upstream 401 go too.  Every
+ *    WWW-Authenticate field is parsed as a list of challenges (B16).
+ *  - an upstream 401 to a request that carried our delegated token means
+ *    the backend refused the ticket (wrong key, clock skew, wrong SPN): the
+ *    client gets 502, never a 401 without a challenge it could answer, the
+ *    cached ticket is dropped, and the log says who, where and why (B15).
  */
 
 
@@ -15,9 +18,19 @@
 #include <ngx_http.h>
 
 #include "ngx_http_kcd.h"
+#include "ngx_http_kcd_authlist.h"
+
+
+#define NGX_HTTP_KCD_MAX_CHALLENGES  16
 
 
 static ngx_int_t ngx_http_kcd_header_filter(ngx_http_request_t *r);
+static ngx_int_t ngx_http_kcd_refused_ticket(ngx_http_request_t *r,
+    ngx_http_kcd_request_t *rq);
+static ngx_int_t ngx_http_kcd_filter_challenges(ngx_http_request_t *r,
+    ngx_table_elt_t *h, ngx_uint_t strip);
+static ngx_uint_t ngx_http_kcd_is_negotiate(const u_char *scheme,
+    size_t len);
 
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
@@ -33,13 +46,61 @@ ngx_http_kcd_filter_init(ngx_conf_t *cf)
 }
 
 
+/* kcd_strip_negotiate for this request: 1 when Negotiate is withheld */
+
+ngx_int_t
+ngx_http_kcd_strip(ngx_http_request_t *r, ngx_http_kcd_loc_conf_t *klcf)
+{
+    ngx_str_t  val;
+
+    if (klcf->strip_negotiate == NULL) {
+        return 0;
+    }
+
+    if (ngx_http_complex_value(r, klcf->strip_negotiate, &val) != NGX_OK) {
+        /* fail safe: a client that can't do Negotiate keeps working */
+        return 1;
+    }
+
+    if (val.len == 0 || (val.len == 1 && val.data[0] == '0')) {
+        return 0;
+    }
+
+    return 1;
+}
+
+
+/* one WWW-Authenticate of the module's own 401 */
+
+ngx_int_t
+ngx_http_kcd_add_challenge(ngx_http_request_t *r, ngx_str_t *value)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "WWW-Authenticate");
+    h->value = *value;
+
+    if (r->headers_out.www_authenticate == NULL) {
+        r->headers_out.www_authenticate = h;
+    }
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_http_kcd_header_filter(ngx_http_request_t *r)
 {
-    u_char                   *p, *last;
     ngx_uint_t                i, strip;
     ngx_list_part_t          *part;
     ngx_table_elt_t          *h;
+    ngx_http_kcd_request_t   *rq;
     ngx_http_kcd_loc_conf_t  *klcf;
 
     if (r->upstream == NULL) {
@@ -47,13 +108,16 @@ ngx_http_kcd_header_filter(ngx_http_request_t *r)
         return ngx_http_next_header_filter(r);
     }
 
-    klcf = ngx_http_get_module_loc_conf(r, ngx_http_kcd_module);
+    rq = ngx_http_kcd_request(r, 0);
 
-    if (klcf->schemes == 0 && klcf->spn == NULL
-        && klcf->strip_negotiate == NULL)
+    if (rq && rq->token && r == rq->request
+        && r->loc_conf == rq->token_loc
+        && r->headers_out.status == NGX_HTTP_UNAUTHORIZED)
     {
-        return ngx_http_next_header_filter(r);
+        return ngx_http_kcd_refused_ticket(r, rq);
     }
+
+    klcf = ngx_http_get_module_loc_conf(r, ngx_http_kcd_module);
 
     strip = (r->headers_out.status == NGX_HTTP_UNAUTHORIZED)
             ? ngx_http_kcd_strip(r, klcf) : 0;
@@ -85,42 +149,12 @@ ngx_http_kcd_header_filter(ngx_http_request_t *r)
             continue;
         }
 
-        if (h[i].key.len != sizeof("WWW-Authenticate") - 1
-            || ngx_strncasecmp(h[i].key.data, (u_char *) "WWW-Authenticate",
-                               h[i].key.len) != 0)
+        if (h[i].key.len == sizeof("WWW-Authenticate") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "WWW-Authenticate",
+                               h[i].key.len) == 0)
         {
-            continue;
-        }
-
-        p = h[i].value.data;
-        last = p + h[i].value.len;
-
-        while (p < last && *p == ' ') {
-            p++;
-        }
-
-        if (last - p < 9
-            || ngx_strncasecmp(p, (u_char *) "Negotiate", 9) != 0
-            || (last - p > 9 && p[9] != ' '))
-        {
-            continue;
-        }
-
-        p += 9;
-
-        while (p < last && *p == ' ') {
-            p++;
-        }
-
-        if (p < last || strip) {
-            /* a token (mutual authentication), or stripping applies */
-            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                           "kcd: upstream \"WWW-Authenticate: %V\" removed",
-                           &h[i].value);
-            h[i].hash = 0;
-
-            if (r->headers_out.www_authenticate == &h[i]) {
-                r->headers_out.www_authenticate = NULL;
+            if (ngx_http_kcd_filter_challenges(r, &h[i], strip) != NGX_OK) {
+                return NGX_ERROR;
             }
         }
     }
@@ -130,80 +164,157 @@ ngx_http_kcd_header_filter(ngx_http_request_t *r)
 
 
 /*
- * Take the client's Authorization out of the request.  Removing an element
- * from headers_in.headers would move the elements the other headers_in
- * pointers refer to, and upstream modules send every element whose name
- * they don't override.  So the element is kept, emptied and renamed to a
- * hop-by-hop header that the proxy module never forwards from the client
- * (Keep-Alive is in its default set of overridden headers).
+ * B16: drop the Negotiate challenges of one field: always those with data
+ * (a mutual-authentication token for the proxy), the bare one when
+ * stripping applies; keep the others, rejoined.  A field that is not a
+ * valid list loses every Negotiate it may hold: the whole field goes if
+ * the word appears in it.
  */
 
-ngx_int_t
-ngx_http_kcd_hide_authorization(ngx_http_request_t *r)
+static ngx_int_t
+ngx_http_kcd_filter_challenges(ngx_http_request_t *r, ngx_table_elt_t *h,
+    ngx_uint_t strip)
 {
-    ngx_table_elt_t      *h;
-    ngx_http_kcd_conn_t  *kc;
+    int                        n, i;
+    u_char                    *p;
+    size_t                     len;
+    ngx_uint_t                 drop, kept;
+    kcd_authlist_challenge_t   ch[NGX_HTTP_KCD_MAX_CHALLENGES];
+    ngx_uint_t                 keep[NGX_HTTP_KCD_MAX_CHALLENGES];
 
-    h = r->headers_in.authorization;
+    n = kcd_authlist_parse(h->value.data, h->value.len, ch,
+                           NGX_HTTP_KCD_MAX_CHALLENGES);
 
-    if (h == NULL) {
+    if (n < 0 || n > NGX_HTTP_KCD_MAX_CHALLENGES) {
+        if (ngx_strlcasestrn(h->value.data, h->value.data + h->value.len,
+                             (u_char *) "negotiate", 9 - 1)
+            == NULL)
+        {
+            return NGX_OK;
+        }
+
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "kcd: malformed upstream \"WWW-Authenticate: %V\" "
+                      "removed", &h->value);
+        goto remove;
+    }
+
+    drop = 0;
+    len = 0;
+
+    for (i = 0; i < n; i++) {
+        keep[i] = !(ngx_http_kcd_is_negotiate(ch[i].scheme,
+                                              ch[i].scheme_len)
+                    && (ch[i].has_data || strip));
+
+        if (keep[i]) {
+            len += (ch[i].end - ch[i].start) + 2;
+
+        } else {
+            drop++;
+        }
+    }
+
+    if (drop == 0) {
         return NGX_OK;
     }
 
-    kc = ngx_http_kcd_conn(r, 0);
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "kcd: Negotiate removed from upstream "
+                   "\"WWW-Authenticate: %V\"", &h->value);
 
-    if (kc && kc->injected == h
-        && kc->injected_req == r->connection->requests)
-    {
-        /* ours, after an internal redirect: it goes again if needed */
-        kc->injected = NULL;
+    if (drop == (ngx_uint_t) n) {
+        goto remove;
     }
 
-    if (h->value.len) {
-        ngx_explicit_memzero(h->value.data, h->value.len);
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
     }
 
-    ngx_str_set(&h->key, "Keep-Alive");
-    h->lowcase_key = (u_char *) "keep-alive";
-    h->hash = ngx_hash_key(h->lowcase_key, h->key.len);
-    ngx_str_null(&h->value);
+    kept = 0;
+    h->value.data = p;
 
-    r->headers_in.authorization = NULL;
+    for (i = 0; i < n; i++) {
+        if (!keep[i]) {
+            continue;
+        }
+
+        if (kept++) {
+            *p++ = ',';
+            *p++ = ' ';
+        }
+
+        p = ngx_cpymem(p, ch[i].start, ch[i].end - ch[i].start);
+    }
+
+    h->value.len = p - h->value.data;
+
+    return NGX_OK;
+
+remove:
+
+    h->hash = 0;
+
+    if (r->headers_out.www_authenticate == h) {
+        r->headers_out.www_authenticate = NULL;
+    }
 
     return NGX_OK;
 }
 
 
-ngx_int_t
-ngx_http_kcd_set_upstream_authorization(ngx_http_request_t *r,
-    ngx_str_t *value)
+static ngx_uint_t
+ngx_http_kcd_is_negotiate(const u_char *scheme, size_t len)
 {
-    ngx_table_elt_t      *h;
-    ngx_http_kcd_conn_t  *kc;
+    return len == sizeof("Negotiate") - 1
+           && ngx_strncasecmp((u_char *) scheme, (u_char *) "Negotiate",
+                              len) == 0;
+}
 
-    if (ngx_http_kcd_hide_authorization(r) != NGX_OK) {
-        return NGX_ERROR;
+
+/*
+ * B15: the backend answered 401 to our token.  The client could not answer
+ * that challenge (its credentials are not what the backend wants): 502,
+ * the ticket is dropped so that the next request asks the KDC anew.
+ */
+
+static ngx_int_t
+ngx_http_kcd_refused_ticket(ngx_http_request_t *r, ngx_http_kcd_request_t *rq)
+{
+    ngx_str_t                 reason, *upstream;
+    ngx_table_elt_t          *www;
+    ngx_http_kcd_main_conf_t *kmcf;
+
+    kmcf = ngx_http_get_module_main_conf(r, ngx_http_kcd_module);
+
+    if (kmcf->cache && rq->identity && rq->spn.len) {
+        ngx_http_kcd_cache_drop(kmcf->cache, &rq->identity->principal,
+                                &rq->spn);
     }
 
-    h = ngx_list_push(&r->headers_in.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
+    www = r->headers_out.www_authenticate;
+
+    if (www) {
+        reason = www->value;
+
+    } else {
+        ngx_str_set(&reason, "no WWW-Authenticate");
     }
 
-    ngx_str_set(&h->key, "Authorization");
-    h->lowcase_key = (u_char *) "authorization";
-    h->hash = ngx_hash_key(h->lowcase_key, h->key.len);
-    h->value = *value;
+    upstream = (r->upstream->state && r->upstream->state->peer)
+               ? r->upstream->state->peer : NULL;
 
-    r->headers_in.authorization = h;
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "kcd: backend %V refused the delegated ticket of \"%V\" "
+                  "for \"%V\" (401, \"%V\"): check the SPN's key in the "
+                  "backend's keytab and the clocks; cached ticket dropped",
+                  upstream ? upstream : &r->upstream->conf->module,
+                  rq->identity ? &rq->identity->principal : &reason,
+                  &rq->spn, &reason);
 
-    kc = ngx_http_kcd_conn(r, 1);
-    if (kc == NULL) {
-        return NGX_ERROR;
-    }
+    ngx_http_kcd_count(r, delegation_refused);
 
-    kc->injected = h;
-    kc->injected_req = r->connection->requests;
-
-    return NGX_OK;
+    return ngx_http_filter_finalize_request(r, &ngx_http_kcd_module,
+                                            NGX_HTTP_BAD_GATEWAY);
 }

@@ -2,10 +2,19 @@
  * ngx_http_kcd_module: NTLM / Kerberos / Basic at the front door, Kerberos
  * constrained delegation (S4U2Self + S4U2Proxy) to the upstream.
  *
- * This file wires the pieces: directives, variables, the access-phase
- * handler, the thread-pool plumbing and kcd_status.  The NTLM handshake
- * and re-authentication are in ngx_http_ntlm_reauth.c, delegation in
- * ngx_http_kcd_delegate.c, the header filter in ngx_http_kcd_filter.c.
+ * This file wires the pieces: directives, configuration and the access
+ * phase, which runs the pipeline
+ *
+ *   validation   ngx_http_ntlm_reauth.c (NTLM handshake, KB 942638),
+ *                ngx_http_kcd_negotiate.c, ngx_http_kcd_basic.c, with the
+ *                backends ngx_http_kcd_userfile.c / ngx_http_kcd_winbind.c
+ *   identity     ngx_http_kcd_identity.c (one identity and its scope)
+ *   delegation   ngx_http_kcd_delegate.c, ngx_http_kcd_cache.c
+ *   upstream     ngx_http_kcd_upstream.c (the token, upstream connections),
+ *                ngx_http_kcd_filter.c (what comes back)
+ *
+ * with ngx_http_kcd_task.c (thread pool) and ngx_http_kcd_metrics.c
+ * (counters, kcd_status) beside them.  Calls go down that list only.
  */
 
 
@@ -20,57 +29,11 @@
 #include "ngx_http_kcd_winbind.h"
 
 
-struct ngx_http_kcd_task_s {
-    ngx_uint_t                 kind;
-    ngx_http_request_t        *request;
-    kcd_gss_t                 *gss;
-
-    /* inputs, allocated from the request pool before posting */
-    char                      *user;
-    char                      *domain;
-    char                      *workstation;
-    char                      *password;
-    char                      *principal;
-    char                      *spn;
-    u_char                     challenge[8];
-    u_char                    *nt;
-    size_t                     nt_len;
-    u_char                    *lm;
-    size_t                     lm_len;
-    u_char                    *token;
-    size_t                     token_len;
-    kcd_gss_buf_t              evidence;      /* borrowed, not owned */
-
-    /* outputs, malloc()ed by the libraries where noted */
-    int                        status;
-    char                       error[512];
-    kcd_wb_result_t            wb;
-    char                      *out_principal; /* malloc */
-    kcd_gss_buf_t              out_evidence;  /* malloc */
-    kcd_gss_buf_t              out_token;     /* malloc */
-    kcd_gss_buf_t              cred;          /* malloc */
-    time_t                     endtime;
-};
-
-
 static ngx_int_t ngx_http_kcd_access_handler(ngx_http_request_t *r);
-static ngx_int_t ngx_http_kcd_basic(ngx_http_request_t *r,
-    ngx_http_kcd_loc_conf_t *klcf, ngx_http_kcd_ctx_t *ctx, ngx_str_t *tok);
-static ngx_int_t ngx_http_kcd_negotiate(ngx_http_request_t *r,
-    ngx_http_kcd_loc_conf_t *klcf, ngx_http_kcd_ctx_t *ctx, u_char *token,
-    size_t len);
-static void ngx_http_kcd_thread_handler(void *data, ngx_log_t *log);
-static void ngx_http_kcd_thread_event_handler(ngx_event_t *ev);
-static ngx_int_t ngx_http_kcd_task_done(ngx_http_request_t *r,
-    ngx_http_kcd_ctx_t *ctx, ngx_http_kcd_task_t *t);
-static void ngx_http_kcd_task_free(ngx_http_kcd_task_t *t);
-static char *ngx_http_kcd_cstr(ngx_pool_t *pool, ngx_str_t *s);
-
-static ngx_int_t ngx_http_kcd_status_handler(ngx_http_request_t *r);
-
-static ngx_int_t ngx_http_kcd_add_variables(ngx_conf_t *cf);
-static ngx_int_t ngx_http_kcd_variable(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_kcd_authenticate(ngx_http_request_t *r,
+    ngx_http_kcd_loc_conf_t *klcf, ngx_http_kcd_ctx_t *ctx);
+static ngx_int_t ngx_http_kcd_challenge(ngx_http_request_t *r,
+    ngx_http_kcd_loc_conf_t *klcf);
 
 static void *ngx_http_kcd_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_kcd_init_main_conf(ngx_conf_t *cf, void *conf);
@@ -83,8 +46,6 @@ static char *ngx_http_kcd_merge_loc_conf(ngx_conf_t *cf, void *parent,
 static ngx_int_t ngx_http_kcd_init(ngx_conf_t *cf);
 static ngx_int_t ngx_http_kcd_init_process(ngx_cycle_t *cycle);
 static void ngx_http_kcd_exit_process(ngx_cycle_t *cycle);
-static ngx_int_t ngx_http_kcd_init_counters(ngx_shm_zone_t *shm_zone,
-    void *data);
 
 static char *ngx_http_kcd_auth(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -92,6 +53,8 @@ static char *ngx_http_kcd_strip_negotiate(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_kcd_user_file(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_kcd_user_file_ref(ngx_conf_t *cf, ngx_str_t *path,
+    ngx_http_kcd_user_file_t **uf);
 static char *ngx_http_kcd_keytab(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_kcd_spn(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -238,7 +201,7 @@ static ngx_command_t  ngx_http_kcd_commands[] = {
 
 
 static ngx_http_module_t  ngx_http_kcd_module_ctx = {
-    ngx_http_kcd_add_variables,            /* preconfiguration */
+    ngx_http_kcd_identity_variables,       /* preconfiguration */
     ngx_http_kcd_init,                     /* postconfiguration */
 
     ngx_http_kcd_create_main_conf,         /* create main configuration */
@@ -268,52 +231,17 @@ ngx_module_t  ngx_http_kcd_module = {
 };
 
 
-#define NGX_HTTP_KCD_VAR_USER       0
-#define NGX_HTTP_KCD_VAR_PRINCIPAL  1
-#define NGX_HTTP_KCD_VAR_SCHEME     2
-#define NGX_HTTP_KCD_VAR_CACHE      3
-
-static ngx_http_variable_t  ngx_http_kcd_vars[] = {
-
-    { ngx_string("kcd_user"), NULL, ngx_http_kcd_variable,
-      NGX_HTTP_KCD_VAR_USER, NGX_HTTP_VAR_NOCACHEABLE, 0 },
-
-    { ngx_string("kcd_principal"), NULL, ngx_http_kcd_variable,
-      NGX_HTTP_KCD_VAR_PRINCIPAL, NGX_HTTP_VAR_NOCACHEABLE, 0 },
-
-    { ngx_string("kcd_auth_scheme"), NULL, ngx_http_kcd_variable,
-      NGX_HTTP_KCD_VAR_SCHEME, NGX_HTTP_VAR_NOCACHEABLE, 0 },
-
-    { ngx_string("kcd_ticket_cache_status"), NULL, ngx_http_kcd_variable,
-      NGX_HTTP_KCD_VAR_CACHE, NGX_HTTP_VAR_NOCACHEABLE, 0 },
-
-      ngx_http_null_variable
-};
-
-
-static ngx_str_t  ngx_http_kcd_scheme_names[] = {
-    ngx_null_string,
-    ngx_string("ntlm"),
-    ngx_string("negotiate"),
-    ngx_null_string,
-    ngx_string("basic")
-};
-
-
-/* the default realm of krb5.conf, read once in the master */
-static ngx_str_t  ngx_http_kcd_default_realm;
-
+/*
+ * The access phase: authenticate (B1-B6, B14), then delegate (B7).  Each
+ * step may wait for the thread pool; the phase is run again when its
+ * result is in, and the stage says where to go on.
+ */
 
 static ngx_int_t
 ngx_http_kcd_access_handler(ngx_http_request_t *r)
 {
-    u_char                   *p, *last, *buf;
-    size_t                    len;
-    ngx_str_t                 scheme, token;
-    ngx_uint_t                sch;
-    ngx_table_elt_t          *h;
+    ngx_int_t                 rc;
     ngx_http_kcd_ctx_t       *ctx;
-    ngx_http_kcd_conn_t      *kc;
     ngx_http_kcd_loc_conf_t  *klcf;
 
     klcf = ngx_http_get_module_loc_conf(r, ngx_http_kcd_module);
@@ -322,9 +250,15 @@ ngx_http_kcd_access_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    ctx = ngx_http_kcd_get_ctx(r);
+    ctx = ngx_http_get_module_ctx(r, ngx_http_kcd_module);
+
     if (ctx == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_kcd_ctx_t));
+        if (ctx == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_http_set_ctx(r, ctx, ngx_http_kcd_module);
     }
 
     if (ctx->pending) {
@@ -332,8 +266,71 @@ ngx_http_kcd_access_handler(ngx_http_request_t *r)
     }
 
     if (ctx->done) {
+        ctx->done = 0;
+        rc = ctx->rc;
+
+    } else if (ctx->stage == NGX_HTTP_KCD_STAGE_AUTH) {
+        rc = ngx_http_kcd_authenticate(r, klcf, ctx);
+
+    } else if (ctx->stage == NGX_HTTP_KCD_STAGE_DELEGATE) {
+        /* back from waiting for another request's ticket */
+        rc = ngx_http_kcd_delegate(r, klcf, ctx);
+
+    } else {
         return ctx->rc;
     }
+
+    for ( ;; ) {
+
+        if (rc == NGX_AGAIN) {
+            return NGX_AGAIN;
+        }
+
+        if (rc == NGX_HTTP_KCD_CHALLENGE) {
+            rc = ngx_http_kcd_challenge(r, klcf);
+        }
+
+        if (rc != NGX_OK || ctx->stage != NGX_HTTP_KCD_STAGE_AUTH) {
+            break;
+        }
+
+        /* authenticated: the request's identity is set */
+
+        if (klcf->spn == NULL) {
+            break;
+        }
+
+        ctx->stage = NGX_HTTP_KCD_STAGE_DELEGATE;
+        rc = ngx_http_kcd_delegate(r, klcf, ctx);
+    }
+
+    ctx->stage = NGX_HTTP_KCD_STAGE_DONE;
+    ctx->rc = rc;
+
+    return rc;
+}
+
+
+/*
+ * Who is this request?  Its own Authorization header (consumed here,
+ * whatever the outcome), else the identity it already has (before an
+ * internal redirect), else the connection's (B3) — each only where it
+ * holds (B14).
+ */
+
+static ngx_int_t
+ngx_http_kcd_authenticate(ngx_http_request_t *r, ngx_http_kcd_loc_conf_t *klcf,
+    ngx_http_kcd_ctx_t *ctx)
+{
+    u_char                   *p, *last;
+    size_t                    len;
+    ngx_str_t                 scheme, token, src, dst;
+    ngx_uint_t                sch;
+    const char               *why;
+    ngx_table_elt_t          *h;
+    ngx_http_kcd_conn_t      *kc;
+    ngx_http_kcd_request_t   *rq;
+    ngx_http_kcd_identity_t  *id;
 
     /*
      * B11: NTLM authenticates the connection; an HTTP/2 connection
@@ -349,64 +346,73 @@ ngx_http_kcd_access_handler(ngx_http_request_t *r)
                       "off on this server");
         ngx_http_kcd_count(r, http2_refused);
 
+        (void) ngx_http_kcd_consume_authorization(r);
+
         if (klcf->schemes & (NGX_HTTP_KCD_NTLM|NGX_HTTP_KCD_NEGOTIATE)) {
-            return ngx_http_kcd_challenge(r, klcf);
+            return NGX_HTTP_KCD_CHALLENGE;
         }
 
         return NGX_HTTP_FORBIDDEN;
     }
 
-    kc = ngx_http_kcd_conn(r, 0);
-    h = r->headers_in.authorization;
-
-    if (h && kc && kc->injected == h
-        && kc->injected_req == r->connection->requests)
-    {
-        /* our own upstream header, seen again after an internal redirect */
-        h = NULL;
+    if (r != r->main) {
+        /* the access phase does not run for subrequests; fail closed */
+        return NGX_HTTP_FORBIDDEN;
     }
+
+    rq = ngx_http_kcd_request(r, 1);
+    if (rq == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h = r->headers_in.authorization;
 
     if (h == NULL) {
 
-        if (kc && kc->req_num == r->connection->requests
-            && kc->req_user.len)
-        {
+        if (rq->identity) {
             /* this request, authenticated before an internal redirect */
-            ngx_str_t  user, principal;
+            id = rq->identity;
+            why = "";
 
-            user = kc->req_user;
-            principal = kc->req_principal;
+            if (ngx_http_kcd_identity_holds(r, id, &why)) {
+                return NGX_OK;
+            }
 
-            return ngx_http_kcd_authenticated(r, ctx, kc->req_scheme,
-                                              &user, &principal);
-        }
-
-        if (kc && kc->state == NGX_HTTP_KCD_CONN_AUTHENTICATED
-            && !ngx_http_kcd_conn_in_scope(r, kc))
-        {
             ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                          "kcd: connection authenticated as \"%*s\" by "
-                          "another server or validation backend: "
-                          "challenged again", kc->user_len, kc->user);
-
-            return ngx_http_kcd_challenge(r, klcf);
+                          "kcd: request of \"%V\" redirected to a location "
+                          "where its logon does not hold (%s): challenged",
+                          &id->user, why);
+            rq->identity = NULL;
+            return NGX_HTTP_KCD_CHALLENGE;
         }
+
+        kc = ngx_http_kcd_conn(r, 0);
 
         if (kc && kc->state == NGX_HTTP_KCD_CONN_AUTHENTICATED) {
+            id = kc->identity;
+            why = "";
+
+            if (!ngx_http_kcd_identity_holds(r, id, &why)) {
+                ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                              "kcd: connection authenticated as \"%V\", "
+                              "which does not hold here (%s): challenged "
+                              "again", &id->user, why);
+                return NGX_HTTP_KCD_CHALLENGE;
+            }
+
             /* B3: the identity belongs to the connection */
-            ngx_str_t  user, principal;
 
-            user.data = kc->user;
-            user.len = kc->user_len;
-            principal.data = kc->principal;
-            principal.len = kc->principal_len;
+            rq->identity = id;
 
-            return ngx_http_kcd_authenticated(r, ctx, kc->auth_scheme,
-                                              &user, &principal);
+            return NGX_OK;
         }
 
-        return ngx_http_kcd_challenge(r, klcf);
+        return NGX_HTTP_KCD_CHALLENGE;
     }
+
+    /* this request's credentials replace whatever it had */
+
+    rq->identity = NULL;
 
     p = h->value.data;
     last = p + h->value.len;
@@ -431,8 +437,21 @@ ngx_http_kcd_access_handler(ngx_http_request_t *r)
         last--;
     }
 
-    token.data = p;
+    /* a copy: the client's header is taken out of the request now (B7) */
+
     token.len = last - p;
+    token.data = ngx_pnalloc(r->pool, token.len + scheme.len + 1);
+    if (token.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(token.data, p, token.len);
+    p = ngx_cpymem(token.data + token.len, scheme.data, scheme.len);
+    scheme.data = token.data + token.len;
+
+    if (ngx_http_kcd_consume_authorization(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     if (scheme.len == 4
         && ngx_strncasecmp(scheme.data, (u_char *) "NTLM", 4) == 0)
@@ -458,7 +477,7 @@ ngx_http_kcd_access_handler(ngx_http_request_t *r)
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "kcd: authorization scheme \"%V\" is not offered "
                       "here", &scheme);
-        return ngx_http_kcd_challenge(r, klcf);
+        return NGX_HTTP_KCD_CHALLENGE;
     }
 
     if (sch == NGX_HTTP_KCD_BASIC) {
@@ -466,7 +485,7 @@ ngx_http_kcd_access_handler(ngx_http_request_t *r)
     }
 
     if (token.len == 0) {
-        return ngx_http_kcd_challenge(r, klcf);
+        return NGX_HTTP_KCD_CHALLENGE;
     }
 
     if (token.len > NGX_HTTP_KCD_TOKEN_MAX) {
@@ -477,38 +496,33 @@ ngx_http_kcd_access_handler(ngx_http_request_t *r)
         return NGX_HTTP_BAD_REQUEST;
     }
 
-    buf = ngx_pnalloc(r->pool, ngx_base64_decoded_length(token.len) + 1);
-    if (buf == NULL) {
+    dst.data = ngx_pnalloc(r->pool, ngx_base64_decoded_length(token.len) + 1);
+    if (dst.data == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    {
-        ngx_str_t  dst;
+    src = token;
 
-        dst.data = buf;
-
-        if (ngx_decode_base64(&dst, &token) != NGX_OK) {
-            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                          "kcd: invalid base64 in %V authorization",
-                          &scheme);
-            ngx_http_kcd_count(r, bad_request);
-            return NGX_HTTP_BAD_REQUEST;
-        }
-
-        len = dst.len;
+    if (ngx_decode_base64(&dst, &src) != NGX_OK) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "kcd: invalid base64 in %V authorization", &scheme);
+        ngx_http_kcd_count(r, bad_request);
+        return NGX_HTTP_BAD_REQUEST;
     }
 
-    if (kcd_ntlm_message_type(buf, len) > 0) {
+    len = dst.len;
+
+    if (kcd_ntlm_message_type(dst.data, len) > 0) {
         /* NTLM, or raw NTLMSSP under Negotiate (SSPI without Kerberos) */
 
         if (klcf->user_file == NULL && !klcf->winbind) {
             ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                           "kcd: NTLMSSP under Negotiate refused: no NTLM "
                           "validation backend in this location");
-            return ngx_http_kcd_challenge(r, klcf);
+            return NGX_HTTP_KCD_CHALLENGE;
         }
 
-        return ngx_http_kcd_ntlm_handle(r, klcf, ctx, sch, buf, len);
+        return ngx_http_kcd_ntlm_handle(r, klcf, ctx, sch, dst.data, len);
     }
 
     if (sch == NGX_HTTP_KCD_NTLM) {
@@ -518,77 +532,12 @@ ngx_http_kcd_access_handler(ngx_http_request_t *r)
         return NGX_HTTP_BAD_REQUEST;
     }
 
-    return ngx_http_kcd_negotiate(r, klcf, ctx, buf, len);
+    return ngx_http_kcd_negotiate(r, klcf, ctx, dst.data, len);
 }
-
-
-ngx_http_kcd_ctx_t *
-ngx_http_kcd_get_ctx(ngx_http_request_t *r)
-{
-    ngx_http_kcd_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_kcd_module);
-
-    if (ctx == NULL) {
-        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_kcd_ctx_t));
-        if (ctx == NULL) {
-            return NULL;
-        }
-
-        ngx_http_set_ctx(r, ctx, ngx_http_kcd_module);
-    }
-
-    return ctx;
-}
-
-
-ngx_int_t
-ngx_http_kcd_strip(ngx_http_request_t *r, ngx_http_kcd_loc_conf_t *klcf)
-{
-    ngx_str_t  val;
-
-    if (klcf->strip_negotiate == NULL) {
-        return 0;
-    }
-
-    if (ngx_http_complex_value(r, klcf->strip_negotiate, &val) != NGX_OK) {
-        /* fail safe: a client that can't do Negotiate keeps working */
-        return 1;
-    }
-
-    if (val.len == 0 || (val.len == 1 && val.data[0] == '0')) {
-        return 0;
-    }
-
-    return 1;
-}
-
-
-static ngx_int_t
-ngx_http_kcd_push_challenge(ngx_http_request_t *r, ngx_str_t *value)
-{
-    ngx_table_elt_t  *h;
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->hash = 1;
-    ngx_str_set(&h->key, "WWW-Authenticate");
-    h->value = *value;
-
-    if (r->headers_out.www_authenticate == NULL) {
-        r->headers_out.www_authenticate = h;
-    }
-
-    return NGX_OK;
-}
-
 
 /* B1: one WWW-Authenticate per offered scheme, in configured order */
 
-ngx_int_t
+static ngx_int_t
 ngx_http_kcd_challenge(ngx_http_request_t *r, ngx_http_kcd_loc_conf_t *klcf)
 {
     ngx_str_t   v;
@@ -625,7 +574,7 @@ ngx_http_kcd_challenge(ngx_http_request_t *r, ngx_http_kcd_loc_conf_t *klcf)
             break;
         }
 
-        if (ngx_http_kcd_push_challenge(r, &v) != NGX_OK) {
+        if (ngx_http_kcd_add_challenge(r, &v) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
@@ -642,975 +591,6 @@ ngx_http_kcd_challenge(ngx_http_request_t *r, ngx_http_kcd_loc_conf_t *klcf)
     ngx_http_kcd_count(r, challenges);
 
     return NGX_HTTP_UNAUTHORIZED;
-}
-
-
-/*
- * user@REALM for delegation: NetBIOS domains through kcd_domain_map, else
- * kcd_realm, else the default realm of krb5.conf.
- */
-
-ngx_int_t
-ngx_http_kcd_principal(ngx_http_request_t *r, ngx_http_kcd_loc_conf_t *klcf,
-    ngx_str_t *user, ngx_str_t *domain, ngx_str_t *principal)
-{
-    u_char                     *p;
-    ngx_str_t                  *realm;
-    ngx_uint_t                  i;
-    ngx_http_kcd_domain_map_t  *map;
-    ngx_http_kcd_main_conf_t   *kmcf;
-
-    kmcf = ngx_http_get_module_main_conf(r, ngx_http_kcd_module);
-
-    if (ngx_strlchr(user->data, user->data + user->len, '@')) {
-        *principal = *user;
-        return NGX_OK;
-    }
-
-    realm = NULL;
-
-    if (domain && domain->len && kmcf->domain_map) {
-        map = kmcf->domain_map->elts;
-
-        for (i = 0; i < kmcf->domain_map->nelts; i++) {
-            if (map[i].netbios.len == domain->len
-                && ngx_strncasecmp(map[i].netbios.data, domain->data,
-                                   domain->len) == 0)
-            {
-                realm = &map[i].realm;
-                break;
-            }
-        }
-    }
-
-    if (realm == NULL && klcf->realm.len) {
-        realm = &klcf->realm;
-    }
-
-    if (realm == NULL && ngx_http_kcd_default_realm.len) {
-        realm = &ngx_http_kcd_default_realm;
-    }
-
-    if (realm == NULL) {
-        *principal = *user;
-        return NGX_OK;
-    }
-
-    p = ngx_pnalloc(r->pool, user->len + 1 + realm->len);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    principal->data = p;
-    p = ngx_cpymem(p, user->data, user->len);
-    *p++ = '@';
-    p = ngx_cpymem(p, realm->data, realm->len);
-    principal->len = p - principal->data;
-
-    return NGX_OK;
-}
-
-
-/*
- * Authentication succeeded: the client's credentials never reach the
- * upstream (B7); with kcd_spn the request waits for its delegated token.
- */
-
-ngx_int_t
-ngx_http_kcd_authenticated(ngx_http_request_t *r, ngx_http_kcd_ctx_t *ctx,
-    ngx_uint_t scheme, ngx_str_t *user, ngx_str_t *principal)
-{
-    ngx_http_kcd_conn_t      *kc;
-    ngx_http_kcd_loc_conf_t  *klcf;
-
-    klcf = ngx_http_get_module_loc_conf(r, ngx_http_kcd_module);
-
-    ctx->authenticated = 1;
-    ctx->auth_scheme = scheme;
-
-    /* NUL-terminated: the principal goes to GSSAPI as a C string */
-
-    ctx->user.data = (u_char *) ngx_http_kcd_cstr(r->pool, user);
-    ctx->user.len = user->len;
-    ctx->principal.data = (u_char *) ngx_http_kcd_cstr(r->pool, principal);
-    ctx->principal.len = principal->len;
-
-    if (ctx->user.data == NULL || ctx->principal.data == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (ngx_strlen(ctx->principal.data) != ctx->principal.len) {
-        return NGX_HTTP_BAD_REQUEST;
-    }
-
-    kc = ngx_http_kcd_conn(r, 1);
-    if (kc == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    kc->req_num = r->connection->requests;
-    kc->req_scheme = scheme;
-    kc->req_user = ctx->user;
-    kc->req_principal = ctx->principal;
-
-    if (ngx_http_kcd_hide_authorization(r) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (klcf->spn) {
-        return ngx_http_kcd_delegate(r, klcf, ctx);
-    }
-
-    return NGX_OK;
-}
-
-
-/* B6: Basic, only over TLS */
-
-static ngx_int_t
-ngx_http_kcd_basic(ngx_http_request_t *r, ngx_http_kcd_loc_conf_t *klcf,
-    ngx_http_kcd_ctx_t *ctx, ngx_str_t *tok)
-{
-    u_char                    *p, *colon, *sep;
-    u_char                     hash[16];
-    ngx_str_t                  dec, user, domain, pass, principal;
-    ngx_http_kcd_account_t    *acc;
-    ngx_http_kcd_main_conf_t  *kmcf;
-
-    if (r->connection->ssl == NULL) {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "kcd: Basic credentials refused on a connection "
-                      "without TLS");
-        return ngx_http_kcd_challenge(r, klcf);
-    }
-
-    if (tok->len == 0 || tok->len > 4096) {
-        return ngx_http_kcd_challenge(r, klcf);
-    }
-
-    dec.data = ngx_pnalloc(r->pool, ngx_base64_decoded_length(tok->len) + 1);
-    if (dec.data == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (ngx_decode_base64(&dec, tok) != NGX_OK) {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "kcd: invalid base64 in Basic authorization");
-        ngx_http_kcd_count(r, bad_request);
-        return NGX_HTTP_BAD_REQUEST;
-    }
-
-    colon = ngx_strlchr(dec.data, dec.data + dec.len, ':');
-
-    if (colon == NULL || colon == dec.data
-        || ngx_strlchr(dec.data, dec.data + dec.len, '\0'))
-    {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "kcd: malformed Basic credentials");
-        return ngx_http_kcd_challenge(r, klcf);
-    }
-
-    user.data = dec.data;
-    user.len = colon - dec.data;
-    pass.data = colon + 1;
-    pass.len = dec.data + dec.len - pass.data;
-
-    for (p = user.data; p < user.data + user.len; p++) {
-        if (*p < 0x20 || *p == 0x7f) {
-            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                          "kcd: control character in Basic user name");
-            return ngx_http_kcd_challenge(r, klcf);
-        }
-    }
-
-    /* DOMAIN\user */
-
-    domain.len = 0;
-    domain.data = NULL;
-
-    sep = ngx_strlchr(user.data, user.data + user.len, '\\');
-    if (sep) {
-        domain.data = user.data;
-        domain.len = sep - user.data;
-        user.data = sep + 1;
-        user.len = (dec.data + (colon - dec.data)) - user.data;
-    }
-
-    if (user.len == 0 || user.len > NGX_HTTP_KCD_NAME_MAX
-        || domain.len > NGX_HTTP_KCD_NAME_MAX)
-    {
-        return ngx_http_kcd_challenge(r, klcf);
-    }
-
-    ctx->basic_user = user;
-    ctx->basic_domain = domain;
-    ctx->basic_password = pass;
-
-    if (klcf->user_file) {
-
-        acc = ngx_http_kcd_user_file_find(klcf->user_file, &user, &domain);
-
-        if (acc
-            && kcd_ntlm_nt_hash((char *) pass.data, pass.len, hash) == 0
-            && kcd_ntlm_memcmp_ct(hash, acc->hash, 16) == 0)
-        {
-            kcd_ntlm_wipe(hash, sizeof(hash));
-            kcd_ntlm_wipe(pass.data, pass.len);
-            ngx_http_kcd_count(r, basic_ok);
-
-            if (ngx_http_kcd_principal(r, klcf, &user, &domain, &principal)
-                != NGX_OK)
-            {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-
-            /* $kcd_user: the name as the client typed it */
-            user.data = dec.data;
-            user.len = colon - dec.data;
-
-            return ngx_http_kcd_authenticated(r, ctx, NGX_HTTP_KCD_BASIC,
-                                              &user, &principal);
-        }
-
-        kcd_ntlm_wipe(hash, sizeof(hash));
-
-        if (!klcf->winbind) {
-            kcd_ntlm_wipe(pass.data, pass.len);
-            ngx_http_kcd_count(r, basic_failed);
-            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                          "kcd: Basic logon failed for user \"%V\" domain "
-                          "\"%V\": %s", &user, &domain,
-                          acc ? "wrong password" : "unknown user");
-            return ngx_http_kcd_challenge(r, klcf);
-        }
-    }
-
-    if (klcf->winbind) {
-        return ngx_http_kcd_post_task(r, ctx, NGX_HTTP_KCD_TASK_WB_PLAIN);
-    }
-
-    kmcf = ngx_http_get_module_main_conf(r, ngx_http_kcd_module);
-
-    if (kmcf->keytab.len) {
-        return ngx_http_kcd_post_task(r, ctx, NGX_HTTP_KCD_TASK_GSS_PASSWORD);
-    }
-
-    kcd_ntlm_wipe(pass.data, pass.len);
-
-    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                  "kcd: Basic logon for \"%V\" cannot be checked: no user "
-                  "file, winbind or keytab", &user);
-
-    return ngx_http_kcd_challenge(r, klcf);
-}
-
-
-/* B5: Kerberos (SPNEGO) from the client, checked in the thread pool */
-
-static ngx_int_t
-ngx_http_kcd_negotiate(ngx_http_request_t *r, ngx_http_kcd_loc_conf_t *klcf,
-    ngx_http_kcd_ctx_t *ctx, u_char *token, size_t len)
-{
-    ngx_http_kcd_conn_t       *kc;
-    ngx_http_kcd_main_conf_t  *kmcf;
-
-    kmcf = ngx_http_get_module_main_conf(r, ngx_http_kcd_module);
-
-    if (kmcf->keytab.len == 0) {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "kcd: Kerberos token refused: no kcd_keytab");
-        return ngx_http_kcd_challenge(r, klcf);
-    }
-
-    /* a new handshake replaces whatever the connection held: fail closed */
-
-    kc = ngx_http_kcd_conn(r, 1);
-    if (kc == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (kc->state == NGX_HTTP_KCD_CONN_AUTHENTICATED) {
-        ngx_http_kcd_count(r, reauth);
-    }
-
-    ngx_http_kcd_conn_reset(kc);
-
-    ctx->type3 = token;
-    ctx->type3_len = len;
-
-    return ngx_http_kcd_post_task(r, ctx, NGX_HTTP_KCD_TASK_GSS_ACCEPT);
-}
-
-
-static char *
-ngx_http_kcd_cstr(ngx_pool_t *pool, ngx_str_t *s)
-{
-    char  *p;
-
-    p = ngx_pnalloc(pool, s->len + 1);
-    if (p == NULL) {
-        return NULL;
-    }
-
-    ngx_memcpy(p, s->data, s->len);
-    p[s->len] = '\0';
-
-    return p;
-}
-
-
-/* B9: everything that can wait on the network goes to the thread pool */
-
-ngx_int_t
-ngx_http_kcd_post_task(ngx_http_request_t *r, ngx_http_kcd_ctx_t *ctx,
-    ngx_uint_t kind)
-{
-    ngx_thread_task_t         *task;
-    ngx_http_kcd_task_t       *t;
-    ngx_http_kcd_conn_t       *kc;
-    ngx_http_kcd_main_conf_t  *kmcf;
-
-    kmcf = ngx_http_get_module_main_conf(r, ngx_http_kcd_module);
-
-    if (kmcf->thread_pool == NULL) {
-        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
-                      "kcd: no thread pool");
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    task = ngx_thread_task_alloc(r->pool, sizeof(ngx_http_kcd_task_t));
-    if (task == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    t = task->ctx;
-    t->kind = kind;
-    t->request = r;
-    t->gss = kmcf->gss;
-
-    switch (kind) {
-
-    case NGX_HTTP_KCD_TASK_WB_NTLM:
-        t->user = ngx_http_kcd_cstr(r->pool, &ctx->ntlm_user);
-        t->domain = ngx_http_kcd_cstr(r->pool, &ctx->ntlm_domain);
-        t->workstation = ngx_http_kcd_cstr(r->pool, &ctx->ntlm_workstation);
-        ngx_memcpy(t->challenge, ctx->challenge, 8);
-        t->nt = (u_char *) ctx->auth.nt;
-        t->nt_len = ctx->auth.nt_len;
-        t->lm = (u_char *) ctx->auth.lm;
-        t->lm_len = ctx->auth.lm_len;
-        break;
-
-    case NGX_HTTP_KCD_TASK_WB_PLAIN:
-        t->user = ngx_http_kcd_cstr(r->pool, &ctx->basic_user);
-        t->domain = ngx_http_kcd_cstr(r->pool, &ctx->basic_domain);
-        t->password = ngx_http_kcd_cstr(r->pool, &ctx->basic_password);
-        kcd_ntlm_wipe(ctx->basic_password.data, ctx->basic_password.len);
-        break;
-
-    case NGX_HTTP_KCD_TASK_GSS_PASSWORD:
-        {
-        ngx_str_t                 principal;
-        ngx_http_kcd_loc_conf_t  *klcf;
-
-        klcf = ngx_http_get_module_loc_conf(r, ngx_http_kcd_module);
-
-        if (ngx_http_kcd_principal(r, klcf, &ctx->basic_user,
-                                   &ctx->basic_domain, &principal)
-            != NGX_OK)
-        {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        t->principal = ngx_http_kcd_cstr(r->pool, &principal);
-        t->user = ngx_http_kcd_cstr(r->pool, &ctx->basic_user);
-        t->password = ngx_http_kcd_cstr(r->pool, &ctx->basic_password);
-        kcd_ntlm_wipe(ctx->basic_password.data, ctx->basic_password.len);
-        }
-        break;
-
-    case NGX_HTTP_KCD_TASK_GSS_ACCEPT:
-        t->token = ctx->type3;
-        t->token_len = ctx->type3_len;
-        break;
-
-    case NGX_HTTP_KCD_TASK_DELEGATE:
-        t->principal = ngx_http_kcd_cstr(r->pool, &ctx->principal);
-        t->spn = ngx_http_kcd_cstr(r->pool, &ctx->spn);
-
-        kc = ngx_http_kcd_conn(r, 0);
-        if (kc && ctx->auth_scheme == NGX_HTTP_KCD_NEGOTIATE) {
-            t->evidence = kc->evidence;
-        }
-        break;
-    }
-
-    if ((kind != NGX_HTTP_KCD_TASK_GSS_ACCEPT
-         && kind != NGX_HTTP_KCD_TASK_WB_NTLM && t->user == NULL
-         && t->principal == NULL)
-        || ((kind == NGX_HTTP_KCD_TASK_WB_PLAIN
-             || kind == NGX_HTTP_KCD_TASK_GSS_PASSWORD)
-            && t->password == NULL))
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    task->handler = ngx_http_kcd_thread_handler;
-    task->event.handler = ngx_http_kcd_thread_event_handler;
-    task->event.data = task;
-
-    if (ngx_thread_task_post(kmcf->thread_pool, task) != NGX_OK) {
-        ngx_http_kcd_task_free(t);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ctx->pending = 1;
-    ctx->task = t;
-
-    r->main->blocked++;
-    r->aio = 1;
-
-    return NGX_AGAIN;
-}
-
-
-/* runs in a thread of the pool: no nginx memory pools, no logging */
-
-static void
-ngx_http_kcd_thread_handler(void *data, ngx_log_t *log)
-{
-    ngx_http_kcd_task_t  *t = data;
-
-    t->error[0] = '\0';
-
-    switch (t->kind) {
-
-    case NGX_HTTP_KCD_TASK_WB_NTLM:
-        t->status = kcd_wb_auth_ntlm(t->user, t->domain, t->workstation,
-                                     t->challenge, t->nt, t->nt_len,
-                                     t->lm, t->lm_len, &t->wb);
-        break;
-
-    case NGX_HTTP_KCD_TASK_WB_PLAIN:
-        t->status = kcd_wb_auth_plain(t->user, t->domain, t->password,
-                                      &t->wb);
-        kcd_ntlm_wipe(t->password, ngx_strlen(t->password));
-        break;
-
-    case NGX_HTTP_KCD_TASK_GSS_PASSWORD:
-        if (t->gss == NULL) {
-            t->status = KCD_GSS_ERROR;
-            ngx_cpystrn((u_char *) t->error,
-                        (u_char *) "Kerberos is not initialized in this "
-                        "worker", sizeof(t->error));
-            break;
-        }
-
-        t->status = kcd_gss_password(t->gss, t->principal, t->password,
-                                     &t->out_principal, t->error,
-                                     sizeof(t->error));
-        kcd_ntlm_wipe(t->password, ngx_strlen(t->password));
-        break;
-
-    case NGX_HTTP_KCD_TASK_GSS_ACCEPT:
-        if (t->gss == NULL) {
-            t->status = KCD_GSS_ERROR;
-            ngx_cpystrn((u_char *) t->error,
-                        (u_char *) "Kerberos is not initialized in this "
-                        "worker", sizeof(t->error));
-            break;
-        }
-
-        t->status = kcd_gss_accept(t->gss, t->token, t->token_len,
-                                   &t->out_principal, &t->out_evidence,
-                                   &t->out_token, t->error,
-                                   sizeof(t->error));
-        break;
-
-    case NGX_HTTP_KCD_TASK_DELEGATE:
-        if (t->gss == NULL) {
-            t->status = KCD_GSS_ERROR;
-            ngx_cpystrn((u_char *) t->error,
-                        (u_char *) "Kerberos is not initialized in this "
-                        "worker", sizeof(t->error));
-            break;
-        }
-
-        t->status = kcd_gss_delegate(t->gss, t->principal, t->spn,
-                                     t->evidence.len ? &t->evidence : NULL,
-                                     &t->cred, &t->endtime, t->error,
-                                     sizeof(t->error));
-
-        if (t->status == KCD_GSS_OK) {
-            t->status = kcd_gss_token(t->gss, &t->cred, t->spn,
-                                      &t->out_token, t->error,
-                                      sizeof(t->error));
-        }
-
-        break;
-    }
-}
-
-
-static void
-ngx_http_kcd_task_free(ngx_http_kcd_task_t *t)
-{
-    if (t->out_principal) {
-        free(t->out_principal);
-        t->out_principal = NULL;
-    }
-
-    kcd_gss_free(&t->out_evidence);
-    kcd_gss_free(&t->out_token);
-    kcd_gss_free(&t->cred);
-
-    kcd_ntlm_wipe(t->wb.session_key, sizeof(t->wb.session_key));
-}
-
-
-static void
-ngx_http_kcd_thread_event_handler(ngx_event_t *ev)
-{
-    ngx_int_t             rc;
-    ngx_connection_t     *c;
-    ngx_thread_task_t    *task;
-    ngx_http_request_t   *r;
-    ngx_http_kcd_ctx_t   *ctx;
-    ngx_http_kcd_task_t  *t;
-
-    task = ev->data;
-    t = task->ctx;
-    r = t->request;
-    c = r->connection;
-
-    ngx_http_set_log_request(c->log, r);
-
-    r->main->blocked--;
-    r->aio = 0;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_kcd_module);
-
-    if (ctx == NULL || c->error || r->done) {
-        ngx_http_kcd_task_free(t);
-        r->write_event_handler(r);
-        ngx_http_run_posted_requests(c);
-        return;
-    }
-
-    ctx->pending = 0;
-    ctx->task = NULL;
-
-    rc = ngx_http_kcd_task_done(r, ctx, t);
-
-    ngx_http_kcd_task_free(t);
-
-    if (rc != NGX_AGAIN) {
-        ctx->done = 1;
-        ctx->rc = rc;
-    }
-
-    r->write_event_handler(r);
-    ngx_http_run_posted_requests(c);
-}
-
-
-/* back in the event loop: turn the result of a task into a response */
-
-static ngx_int_t
-ngx_http_kcd_task_done(ngx_http_request_t *r, ngx_http_kcd_ctx_t *ctx,
-    ngx_http_kcd_task_t *t)
-{
-    ngx_str_t                 user, domain, principal, tok;
-    ngx_http_kcd_conn_t      *kc;
-    ngx_http_kcd_loc_conf_t  *klcf;
-
-    klcf = ngx_http_get_module_loc_conf(r, ngx_http_kcd_module);
-
-    switch (t->kind) {
-
-    case NGX_HTTP_KCD_TASK_WB_NTLM:
-        return ngx_http_kcd_ntlm_winbind_done(r, klcf, ctx, t->status,
-                                              t->wb.error,
-                                              t->wb.session_key,
-                                              t->wb.user, t->wb.domain);
-
-    case NGX_HTTP_KCD_TASK_WB_PLAIN:
-    case NGX_HTTP_KCD_TASK_GSS_PASSWORD:
-
-        if (t->status == KCD_WB_OK) {     /* == KCD_GSS_OK */
-            ngx_http_kcd_count(r, basic_ok);
-
-            user = ctx->basic_user;
-            domain = ctx->basic_domain;
-
-            if (t->kind == NGX_HTTP_KCD_TASK_GSS_PASSWORD
-                && t->out_principal)
-            {
-                principal.data = (u_char *) t->out_principal;
-                principal.len = ngx_strlen(t->out_principal);
-
-            } else if (ngx_http_kcd_principal(r, klcf, &user, &domain,
-                                              &principal)
-                       != NGX_OK)
-            {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-
-            return ngx_http_kcd_authenticated(r, ctx, NGX_HTTP_KCD_BASIC,
-                                              &user, &principal);
-        }
-
-        if ((t->kind == NGX_HTTP_KCD_TASK_WB_PLAIN
-             && t->status == KCD_WB_UNAVAILABLE)
-            || (t->kind == NGX_HTTP_KCD_TASK_GSS_PASSWORD
-                && t->status == KCD_GSS_UNAVAILABLE))
-        {
-            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                          "kcd: Basic logon for user \"%V\" domain \"%V\" "
-                          "cannot be checked: %s: %s", &ctx->basic_user,
-                          &ctx->basic_domain,
-                          t->kind == NGX_HTTP_KCD_TASK_WB_PLAIN
-                          ? "domain controller unreachable"
-                          : "KDC unreachable",
-                          t->kind == NGX_HTTP_KCD_TASK_WB_PLAIN
-                          ? t->wb.error : t->error);
-            return NGX_HTTP_SERVICE_UNAVAILABLE;
-        }
-
-        if (t->kind == NGX_HTTP_KCD_TASK_GSS_PASSWORD
-            && t->status == KCD_GSS_ERROR)
-        {
-            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                          "kcd: Basic logon for user \"%V\" failed: %s",
-                          &ctx->basic_user, t->error);
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        ngx_http_kcd_count(r, basic_failed);
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "kcd: Basic logon failed for user \"%V\" domain "
-                      "\"%V\": %s", &ctx->basic_user, &ctx->basic_domain,
-                      t->kind == NGX_HTTP_KCD_TASK_WB_PLAIN
-                      ? t->wb.error : t->error);
-
-        return ngx_http_kcd_challenge(r, klcf);
-
-    case NGX_HTTP_KCD_TASK_GSS_ACCEPT:
-
-        if (t->status == KCD_GSS_OK && t->out_principal) {
-            kc = ngx_http_kcd_conn(r, 1);
-            if (kc == NULL) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-
-            principal.data = (u_char *) t->out_principal;
-            principal.len = ngx_strlen(t->out_principal);
-
-            if (principal.len >= sizeof(kc->principal)) {
-                ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                              "kcd: Kerberos principal too long");
-                return ngx_http_kcd_challenge(r, klcf);
-            }
-
-            ngx_memcpy(kc->principal, principal.data, principal.len);
-            kc->principal_len = principal.len;
-            ngx_memcpy(kc->user, principal.data, principal.len);
-            kc->user_len = principal.len;
-            kc->auth_scheme = NGX_HTTP_KCD_NEGOTIATE;
-            kc->state = NGX_HTTP_KCD_CONN_AUTHENTICATED;
-            ngx_http_kcd_conn_set_scope(r, kc);
-
-            /* the client's own ticket: evidence for S4U2Proxy (B5) */
-            kc->evidence = t->out_evidence;
-            t->out_evidence.data = NULL;
-            t->out_evidence.len = 0;
-
-            ngx_http_kcd_count(r, negotiate_ok);
-
-            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                          "kcd: Kerberos logon of \"%V\"", &principal);
-
-            return ngx_http_kcd_authenticated(r, ctx,
-                                              NGX_HTTP_KCD_NEGOTIATE,
-                                              &principal, &principal);
-        }
-
-        if (t->status == KCD_GSS_CONTINUE && t->out_token.len) {
-            u_char  *p;
-
-            tok.len = sizeof("Negotiate ") - 1
-                      + ngx_base64_encoded_length(t->out_token.len);
-            tok.data = ngx_pnalloc(r->pool, tok.len);
-            if (tok.data == NULL) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-
-            p = ngx_cpymem(tok.data, "Negotiate ", sizeof("Negotiate ") - 1);
-
-            {
-                ngx_str_t  src, dst;
-
-                src.data = t->out_token.data;
-                src.len = t->out_token.len;
-                dst.data = p;
-                ngx_encode_base64(&dst, &src);
-                tok.len = (p - tok.data) + dst.len;
-            }
-
-            if (ngx_http_kcd_push_challenge(r, &tok) != NGX_OK) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-
-            return NGX_HTTP_UNAUTHORIZED;
-        }
-
-        ngx_http_kcd_count(r, negotiate_failed);
-
-        if (t->status == KCD_GSS_ERROR) {
-            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                          "kcd: Kerberos logon failed: %s", t->error);
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "kcd: Kerberos logon failed: %s", t->error);
-
-        return ngx_http_kcd_challenge(r, klcf);
-
-    case NGX_HTTP_KCD_TASK_DELEGATE:
-        return ngx_http_kcd_delegate_done(r, ctx, t->status, t->error,
-                                          &t->cred, t->endtime,
-                                          &t->out_token);
-    }
-
-    return NGX_HTTP_INTERNAL_SERVER_ERROR;
-}
-
-
-ngx_http_kcd_counters_t *
-ngx_http_kcd_counters(ngx_http_request_t *r)
-{
-    ngx_http_kcd_main_conf_t  *kmcf;
-
-    kmcf = ngx_http_get_module_main_conf(r, ngx_http_kcd_module);
-
-    return kmcf ? kmcf->counters : NULL;
-}
-
-
-static ngx_int_t
-ngx_http_kcd_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
-    uintptr_t data)
-{
-    ngx_str_t             s;
-    ngx_uint_t            scheme;
-    ngx_http_kcd_ctx_t   *ctx;
-    ngx_http_kcd_conn_t  *kc;
-
-    ctx = ngx_http_get_module_ctx(r->main, ngx_http_kcd_module);
-    ngx_str_null(&s);
-
-    if (ctx && ctx->authenticated) {
-
-        switch (data) {
-        case NGX_HTTP_KCD_VAR_USER:
-            s = ctx->user;
-            break;
-        case NGX_HTTP_KCD_VAR_PRINCIPAL:
-            s = ctx->principal;
-            break;
-        case NGX_HTTP_KCD_VAR_SCHEME:
-            s = ngx_http_kcd_scheme_names[ctx->auth_scheme];
-            break;
-        default:
-            s = ctx->cache_status;
-        }
-
-    } else if (data != NGX_HTTP_KCD_VAR_CACHE) {
-
-        /* after an internal redirect into a location without kcd_auth */
-
-        kc = ngx_http_kcd_conn(r, 0);
-
-        if (kc && kc->state == NGX_HTTP_KCD_CONN_AUTHENTICATED) {
-            scheme = kc->auth_scheme;
-
-            switch (data) {
-            case NGX_HTTP_KCD_VAR_USER:
-                s.data = kc->user;
-                s.len = kc->user_len;
-                break;
-            case NGX_HTTP_KCD_VAR_PRINCIPAL:
-                s.data = kc->principal;
-                s.len = kc->principal_len;
-                break;
-            default:
-                s = ngx_http_kcd_scheme_names[scheme];
-            }
-        }
-    }
-
-    if (s.len == 0) {
-        v->not_found = 1;
-        return NGX_OK;
-    }
-
-    v->len = s.len;
-    v->valid = 1;
-    v->no_cacheable = 1;
-    v->not_found = 0;
-    v->data = s.data;
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_kcd_add_variables(ngx_conf_t *cf)
-{
-    ngx_http_variable_t  *var, *v;
-
-    for (v = ngx_http_kcd_vars; v->name.len; v++) {
-        var = ngx_http_add_variable(cf, &v->name, v->flags);
-        if (var == NULL) {
-            return NGX_ERROR;
-        }
-
-        var->get_handler = v->get_handler;
-        var->data = v->data;
-    }
-
-    return NGX_OK;
-}
-
-
-/* kcd_status: Prometheus text exposition format */
-
-static ngx_int_t
-ngx_http_kcd_status_handler(ngx_http_request_t *r)
-{
-    size_t                     size;
-    ngx_int_t                  rc;
-    ngx_buf_t                 *b;
-    ngx_uint_t                 i;
-    ngx_chain_t                out;
-    ngx_atomic_t              *val;
-    ngx_http_kcd_main_conf_t  *kmcf;
-
-    static const char  *names[] = {
-        "kcd_challenges_total",
-        "kcd_ntlm_logons_total{result=\"ok\"}",
-        "kcd_ntlm_logons_total{result=\"failed\"}",
-        "kcd_negotiate_logons_total{result=\"ok\"}",
-        "kcd_negotiate_logons_total{result=\"failed\"}",
-        "kcd_basic_logons_total{result=\"ok\"}",
-        "kcd_basic_logons_total{result=\"failed\"}",
-        "kcd_reauthentications_total",
-        "kcd_bad_requests_total",
-        "kcd_http2_refused_total",
-        "kcd_delegations_total{result=\"ok\"}",
-        "kcd_delegations_total{result=\"refused\"}",
-        "kcd_delegations_total{result=\"unavailable\"}",
-        "kcd_ticket_cache_total{result=\"hit\"}",
-        "kcd_ticket_cache_total{result=\"miss\"}",
-        "kcd_winbind_total{result=\"ok\"}",
-        "kcd_winbind_total{result=\"failed\"}",
-        "kcd_winbind_total{result=\"unavailable\"}"
-    };
-
-    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        return NGX_HTTP_NOT_ALLOWED;
-    }
-
-    rc = ngx_http_discard_request_body(r);
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
-    kmcf = ngx_http_get_module_main_conf(r, ngx_http_kcd_module);
-
-    if (kmcf->counters == NULL) {
-        return NGX_HTTP_SERVICE_UNAVAILABLE;
-    }
-
-    size = 0;
-    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        size += ngx_strlen(names[i]) + 1 + NGX_ATOMIC_T_LEN + 1;
-    }
-
-    b = ngx_create_temp_buf(r->pool, size);
-    if (b == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    val = (ngx_atomic_t *) kmcf->counters;
-
-    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        b->last = ngx_sprintf(b->last, "%s %uA\n", names[i], val[i]);
-    }
-
-    ngx_str_set(&r->headers_out.content_type, "text/plain; version=0.0.4");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-    r->headers_out.status = NGX_HTTP_OK;
-    r->headers_out.content_length_n = b->last - b->pos;
-
-    b->last_buf = (r == r->main) ? 1 : 0;
-    b->last_in_chain = 1;
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
-}
-
-
-static char *
-ngx_http_kcd_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_core_loc_conf_t  *clcf;
-
-    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-    clcf->handler = ngx_http_kcd_status_handler;
-
-    return NGX_CONF_OK;
-}
-
-
-static ngx_int_t
-ngx_http_kcd_init_counters(ngx_shm_zone_t *shm_zone, void *data)
-{
-    ngx_slab_pool_t           *shpool;
-    ngx_http_kcd_main_conf_t  *kmcf;
-
-    kmcf = shm_zone->data;
-
-    if (data) {
-        /* reload: counters survive */
-        kmcf->counters = ((ngx_http_kcd_main_conf_t *) data)->counters;
-        return NGX_OK;
-    }
-
-    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
-
-    if (shm_zone->shm.exists) {
-        kmcf->counters = shpool->data;
-        return NGX_OK;
-    }
-
-    kmcf->counters = ngx_slab_calloc(shpool, sizeof(ngx_http_kcd_counters_t));
-    if (kmcf->counters == NULL) {
-        return NGX_ERROR;
-    }
-
-    shpool->data = kmcf->counters;
-
-    return NGX_OK;
 }
 
 
@@ -1891,6 +871,16 @@ ngx_http_kcd_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
+    if (conf->spn_here && conf->schemes == 0) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"kcd_spn\" without \"kcd_auth\" in the same or an "
+                      "enclosing block: nothing would be authenticated to "
+                      "delegate (an inherited kcd_spn in a \"kcd_auth off\" "
+                      "location is fine) in %V:%ui", &conf->spn_file,
+                      conf->spn_line);
+        return NGX_CONF_ERROR;
+    }
+
     if (conf->spn
         && (kmcf->keytab.len == 0 || kmcf->service_principal.len == 0))
     {
@@ -1913,6 +903,7 @@ ngx_http_kcd_init(ngx_conf_t *cf)
     ngx_str_t                  name;
     ngx_http_handler_pt       *h;
     ngx_http_core_main_conf_t *cmcf;
+    ngx_http_kcd_loc_conf_t   *klcf;
     ngx_http_kcd_main_conf_t  *kmcf;
 
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
@@ -1937,29 +928,42 @@ ngx_http_kcd_init(ngx_conf_t *cf)
         }
     }
 
-    ngx_str_set(&name, "kcd_status");
-
-    kmcf->counters_zone = ngx_shared_memory_add(cf, &name, 64 * 1024,
-                                                &ngx_http_kcd_module);
-    if (kmcf->counters_zone == NULL) {
+    if (ngx_http_kcd_metrics_init(cf, kmcf) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    kmcf->counters_zone->init = ngx_http_kcd_init_counters;
-    kmcf->counters_zone->data = kmcf;
+    if (ngx_http_kcd_upstream_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_kcd_identity_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /* B13: kcd_spn at the http level needs kcd_auth there too */
+
+    klcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_kcd_module);
+
+    if (klcf->spn_here && (klcf->schemes == NGX_CONF_UNSET_UINT
+                           || klcf->schemes == 0))
+    {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"kcd_spn\" without \"kcd_auth\" in the same or an "
+                      "enclosing block: nothing would be authenticated to "
+                      "delegate in %V:%ui", &klcf->spn_file, klcf->spn_line);
+        return NGX_ERROR;
+    }
 
     /* kcd_realm defaults to the default realm of krb5.conf */
 
-    if (ngx_http_kcd_default_realm.len == 0
-        && krb5_init_context(&kctx) == 0)
-    {
+    if (krb5_init_context(&kctx) == 0) {
         if (krb5_get_default_realm(kctx, &realm) == 0) {
             name.len = ngx_strlen(realm);
-            name.data = ngx_pnalloc(cf->cycle->pool, name.len);
+            name.data = ngx_pnalloc(cf->pool, name.len);
 
             if (name.data) {
                 ngx_memcpy(name.data, realm, name.len);
-                ngx_http_kcd_default_realm = name;
+                kmcf->default_realm = name;
             }
 
             krb5_free_default_realm(kctx, realm);
@@ -2150,7 +1154,66 @@ ngx_http_kcd_user_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_OK;
     }
 
-    return ngx_http_kcd_user_file_load(cf, &value[1], &klcf->user_file);
+    return ngx_http_kcd_user_file_ref(cf, &value[1], &klcf->user_file);
+}
+
+
+/*
+ * One loaded object per user file path in a configuration: scope (B14)
+ * compares what checked an identity, so two directives naming the same
+ * file are the same backend.
+ */
+
+static char *
+ngx_http_kcd_user_file_ref(ngx_conf_t *cf, ngx_str_t *path,
+    ngx_http_kcd_user_file_t **uf)
+{
+    char                       *rv;
+    ngx_str_t                   full;
+    ngx_uint_t                  i;
+    ngx_http_kcd_user_file_t  **files;
+    ngx_http_kcd_main_conf_t   *kmcf;
+
+    kmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_kcd_module);
+
+    full = *path;
+
+    if (ngx_conf_full_name(cf->cycle, &full, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (kmcf->user_files.elts == NULL
+        && ngx_array_init(&kmcf->user_files, cf->pool, 4,
+                          sizeof(ngx_http_kcd_user_file_t *))
+           != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    files = kmcf->user_files.elts;
+
+    for (i = 0; i < kmcf->user_files.nelts; i++) {
+        if (files[i]->path.len == full.len
+            && ngx_strncmp(files[i]->path.data, full.data, full.len) == 0)
+        {
+            *uf = files[i];
+            return NGX_CONF_OK;
+        }
+    }
+
+    rv = ngx_http_kcd_user_file_load(cf, path, uf);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    files = ngx_array_push(&kmcf->user_files);
+    if (files == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *files = *uf;
+
+    return NGX_CONF_OK;
 }
 
 
@@ -2227,6 +1290,7 @@ ngx_http_kcd_spn(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     klcf->spn_file = cf->conf_file->file.name;
     klcf->spn_line = cf->conf_file->line;
+    klcf->spn_here = 1;
 
     return NGX_CONF_OK;
 }
@@ -2310,6 +1374,18 @@ ngx_http_kcd_basic_realm(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     klcf->basic_realm.data = s;
     klcf->basic_realm.len = p - s;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_kcd_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_kcd_status_handler;
 
     return NGX_CONF_OK;
 }

@@ -22,138 +22,31 @@
 #include "ngx_http_kcd_ntlm_crypto.h"
 
 
-static void ngx_http_kcd_conn_cleanup(void *data);
 static ngx_int_t ngx_http_kcd_ntlm_negotiate(ngx_http_request_t *r,
     ngx_http_kcd_loc_conf_t *klcf, ngx_http_kcd_conn_t *kc,
     ngx_uint_t scheme, u_char *msg, size_t len);
 static ngx_int_t ngx_http_kcd_ntlm_authenticate(ngx_http_request_t *r,
     ngx_http_kcd_loc_conf_t *klcf, ngx_http_kcd_ctx_t *ctx,
     ngx_http_kcd_conn_t *kc, u_char *msg, size_t len);
+static ngx_int_t ngx_http_kcd_ntlm_winbind_done(ngx_http_request_t *r,
+    ngx_http_kcd_task_t *t);
 static ngx_int_t ngx_http_kcd_ntlm_success(ngx_http_request_t *r,
-    ngx_http_kcd_loc_conf_t *klcf, ngx_http_kcd_ctx_t *ctx,
-    ngx_str_t *user, ngx_str_t *domain);
+    ngx_http_kcd_ctx_t *ctx, ngx_uint_t backend, ngx_str_t *user,
+    ngx_str_t *domain, ngx_str_t *map_domain);
 static ngx_int_t ngx_http_kcd_ntlm_failed(ngx_http_request_t *r,
-    ngx_http_kcd_loc_conf_t *klcf, ngx_http_kcd_ctx_t *ctx,
-    const char *reason);
+    ngx_http_kcd_ctx_t *ctx, const char *reason);
 static ngx_int_t ngx_http_kcd_cb_expected(ngx_http_request_t *r,
     u_char *hash);
 static ngx_int_t ngx_http_kcd_utf8_name(ngx_http_request_t *r,
     const u_char *in, size_t len, ngx_str_t *out);
 
 
-/* the connection's state is found through its pool cleanup handler */
-
-ngx_http_kcd_conn_t *
-ngx_http_kcd_conn(ngx_http_request_t *r, ngx_uint_t create)
-{
-    ngx_connection_t     *c;
-    ngx_pool_cleanup_t   *cln;
-    ngx_http_kcd_conn_t  *kc;
-
-    c = r->connection;
-
-    for (cln = c->pool->cleanup; cln; cln = cln->next) {
-        if (cln->handler == ngx_http_kcd_conn_cleanup) {
-            return cln->data;
-        }
-    }
-
-    if (!create) {
-        return NULL;
-    }
-
-    cln = ngx_pool_cleanup_add(c->pool, sizeof(ngx_http_kcd_conn_t));
-    if (cln == NULL) {
-        return NULL;
-    }
-
-    kc = cln->data;
-    ngx_memzero(kc, sizeof(ngx_http_kcd_conn_t));
-    kc->connection = c;
-
-    cln->handler = ngx_http_kcd_conn_cleanup;
-
-    return kc;
-}
-
-
-static void
-ngx_http_kcd_conn_cleanup(void *data)
-{
-    ngx_http_kcd_conn_t  *kc = data;
-
-    ngx_http_kcd_conn_reset(kc);
-}
-
-
-/* forget everything: identity, pending challenge, Kerberos evidence */
-
-void
-ngx_http_kcd_conn_reset(ngx_http_kcd_conn_t *kc)
-{
-    kcd_gss_free(&kc->evidence);
-
-    kcd_ntlm_wipe(kc->challenge, sizeof(kc->challenge));
-    kcd_ntlm_wipe(kc->type1, kc->type1_len);
-    kcd_ntlm_wipe(kc->type2, kc->type2_len);
-
-    kc->type1_len = 0;
-    kc->type2_len = 0;
-    kc->req_num = 0;
-    ngx_str_null(&kc->req_user);
-    ngx_str_null(&kc->req_principal);
-    kc->user_len = 0;
-    kc->principal_len = 0;
-    kc->auth_scheme = 0;
-    kc->scheme = 0;
-    kc->scope_srv = NULL;
-    kc->scope_user_file = NULL;
-    kc->scope_winbind = 0;
-    kc->state = NGX_HTTP_KCD_CONN_NONE;
-}
-
-
-void
-ngx_http_kcd_conn_set_scope(ngx_http_request_t *r, ngx_http_kcd_conn_t *kc)
-{
-    ngx_http_kcd_loc_conf_t  *klcf;
-
-    klcf = ngx_http_get_module_loc_conf(r, ngx_http_kcd_module);
-
-    kc->scope_srv = ngx_http_get_module_srv_conf(r, ngx_http_kcd_module);
-    kc->scope_user_file = klcf->user_file;
-    kc->scope_winbind = klcf->winbind;
-}
-
-
 /*
- * An identity bound to the connection is good only where it would have
- * been checked the same way: the same server{} (NTLM domain announced)
- * and the same validation backend; Kerberos identities need a location
- * that accepts Negotiate.
+ * msg: a decoded NTLMSSP message (request pool) that came under scheme
+ * (NTLM, or Negotiate for raw NTLMSSP).  Returns NGX_OK (the request's
+ * identity is set), NGX_AGAIN (winbind is asked), NGX_HTTP_KCD_CHALLENGE,
+ * 401 with a CHALLENGE, or 400.
  */
-
-ngx_uint_t
-ngx_http_kcd_conn_in_scope(ngx_http_request_t *r, ngx_http_kcd_conn_t *kc)
-{
-    ngx_http_kcd_loc_conf_t  *klcf;
-
-    klcf = ngx_http_get_module_loc_conf(r, ngx_http_kcd_module);
-
-    if (kc->auth_scheme == NGX_HTTP_KCD_NEGOTIATE) {
-        return (klcf->schemes & NGX_HTTP_KCD_NEGOTIATE) ? 1 : 0;
-    }
-
-    if (!(klcf->schemes & (NGX_HTTP_KCD_NTLM|NGX_HTTP_KCD_NEGOTIATE))) {
-        return 0;
-    }
-
-    return kc->scope_srv == ngx_http_get_module_srv_conf(r,
-                                                         ngx_http_kcd_module)
-           && kc->scope_user_file == (void *) klcf->user_file
-           && kc->scope_winbind == klcf->winbind;
-}
-
 
 ngx_int_t
 ngx_http_kcd_ntlm_handle(ngx_http_request_t *r, ngx_http_kcd_loc_conf_t *klcf,
@@ -198,20 +91,20 @@ ngx_http_kcd_ntlm_negotiate(ngx_http_request_t *r,
 {
     int                           rc;
     long                          n;
-    u_char                       *p;
-    ngx_str_t                     src, dst;
+    u_char                       *p, type2[NGX_HTTP_KCD_TYPE2_MAX];
+    ngx_str_t                     src, dst, value;
     const char                   *err;
-    ngx_table_elt_t              *h;
     kcd_ntlm_negotiate_t          neg;
     ngx_http_kcd_srv_conf_t      *kscf;
+    ngx_http_kcd_ntlm_pending_t  *pend;
     kcd_ntlm_challenge_params_t   params;
 
     if (kc->state == NGX_HTTP_KCD_CONN_AUTHENTICATED) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "kcd: re-authentication on an authenticated "
-                      "connection: \"%*s\" dropped, handshake restarted, "
+                      "connection: \"%V\" dropped, handshake restarted, "
                       "request (%V, content length %O) not forwarded",
-                      kc->user_len, kc->user, &r->method_name,
+                      &kc->identity->user, &r->method_name,
                       r->headers_in.content_length_n);
         ngx_http_kcd_count(r, reauth);
     }
@@ -222,7 +115,7 @@ ngx_http_kcd_ntlm_negotiate(ngx_http_request_t *r,
     err = "";
     rc = kcd_ntlm_parse_negotiate(msg, len, &neg, &err);
 
-    if (rc == KCD_NTLM_ERROR || len > sizeof(kc->type1)) {
+    if (rc == KCD_NTLM_ERROR || len > NGX_HTTP_KCD_TYPE1_MAX) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "kcd: malformed NTLM NEGOTIATE: %s",
                       rc == KCD_NTLM_ERROR ? err : "too long");
@@ -234,7 +127,7 @@ ngx_http_kcd_ntlm_negotiate(ngx_http_request_t *r,
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "kcd: NTLM NEGOTIATE refused: %s", err);
         ngx_http_kcd_count(r, ntlm_failed);
-        return ngx_http_kcd_challenge(r, klcf);
+        return NGX_HTTP_KCD_CHALLENGE;
     }
 
     kscf = ngx_http_get_module_srv_conf(r, ngx_http_kcd_module);
@@ -256,7 +149,7 @@ ngx_http_kcd_ntlm_negotiate(ngx_http_request_t *r,
     params.dns_computer = kscf->ntlm_dns_computer.len
                           ? (char *) kscf->ntlm_dns_computer.data : NULL;
 
-    n = kcd_ntlm_build_challenge(&params, kc->type2, sizeof(kc->type2));
+    n = kcd_ntlm_build_challenge(&params, type2, sizeof(type2));
 
     if (n <= 0) {
         ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
@@ -265,49 +158,56 @@ ngx_http_kcd_ntlm_negotiate(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_memcpy(kc->type1, msg, len);
-    kc->type1_len = len;
-    kc->type2_len = n;
-    ngx_memcpy(kc->challenge, params.challenge, 8);
+    /* what the MIC covers, kept for this handshake only */
+
+    pend = ngx_alloc(sizeof(ngx_http_kcd_ntlm_pending_t) + len + n,
+                     r->connection->log);
+    if (pend == NULL) {
+        kcd_ntlm_wipe(params.challenge, sizeof(params.challenge));
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    pend->type1 = (u_char *) (pend + 1);
+    pend->type1_len = len;
+    pend->type2 = pend->type1 + len;
+    pend->type2_len = n;
+    ngx_memcpy(pend->type1, msg, len);
+    ngx_memcpy(pend->type2, type2, n);
+    ngx_memcpy(pend->challenge, params.challenge, 8);
     kcd_ntlm_wipe(params.challenge, sizeof(params.challenge));
 
+    kc->ntlm = pend;
     kc->scheme = scheme;
     kc->state = NGX_HTTP_KCD_CONN_CHALLENGED;
 
     /* answer under the scheme the client used */
 
-    src.data = kc->type2;
-    src.len = kc->type2_len;
+    src.data = type2;
+    src.len = n;
 
-    len = (scheme == NGX_HTTP_KCD_NTLM ? sizeof("NTLM ") : sizeof("Negotiate "))
-          - 1 + ngx_base64_encoded_length(src.len);
+    value.len = (scheme == NGX_HTTP_KCD_NTLM ? sizeof("NTLM ")
+                                             : sizeof("Negotiate "))
+                - 1 + ngx_base64_encoded_length(src.len);
 
-    p = ngx_pnalloc(r->pool, len);
-    if (p == NULL) {
+    value.data = ngx_pnalloc(r->pool, value.len);
+    if (value.data == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    h->hash = 1;
-    ngx_str_set(&h->key, "WWW-Authenticate");
-    h->value.data = p;
 
     if (scheme == NGX_HTTP_KCD_NTLM) {
-        p = ngx_cpymem(p, "NTLM ", sizeof("NTLM ") - 1);
+        p = ngx_cpymem(value.data, "NTLM ", sizeof("NTLM ") - 1);
 
     } else {
-        p = ngx_cpymem(p, "Negotiate ", sizeof("Negotiate ") - 1);
+        p = ngx_cpymem(value.data, "Negotiate ", sizeof("Negotiate ") - 1);
     }
 
     dst.data = p;
     ngx_encode_base64(&dst, &src);
-    h->value.len = (p - h->value.data) + dst.len;
+    value.len = (p - value.data) + dst.len;
 
-    r->headers_out.www_authenticate = h;
+    if (ngx_http_kcd_add_challenge(r, &value) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     ngx_http_kcd_count(r, challenges);
 
@@ -331,38 +231,46 @@ ngx_http_kcd_ntlm_authenticate(ngx_http_request_t *r,
     ngx_http_kcd_loc_conf_t *klcf, ngx_http_kcd_ctx_t *ctx,
     ngx_http_kcd_conn_t *kc, u_char *msg, size_t len)
 {
-    int                      rc;
-    u_char                   cb[16], key[16], *cbp;
-    ngx_int_t                nrc;
-    ngx_str_t                user, domain;
-    const char              *err;
-    ngx_http_kcd_account_t  *acc;
+    int                           rc, ok;
+    u_char                        cb[16], key[16], *cbp;
+    ngx_int_t                     nrc;
+    ngx_str_t                     user, domain, map_domain;
+    const char                   *err;
+    ngx_http_kcd_task_t          *t;
+    ngx_http_kcd_account_t       *acc;
+    ngx_http_kcd_srv_conf_t      *kscf;
+    ngx_http_kcd_ntlm_pending_t  *pend;
 
-    if (kc->state != NGX_HTTP_KCD_CONN_CHALLENGED) {
+    static u_char  nobody[16];
+
+    if (kc->state != NGX_HTTP_KCD_CONN_CHALLENGED || kc->ntlm == NULL) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "kcd: NTLM AUTHENTICATE without a CHALLENGE on this "
                       "connection");
         ngx_http_kcd_conn_reset(kc);
         ngx_http_kcd_count(r, ntlm_failed);
-        return ngx_http_kcd_challenge(r, klcf);
+        return NGX_HTTP_KCD_CHALLENGE;
     }
 
     /* the challenge is used once, whatever happens next */
 
-    ngx_memcpy(ctx->type1, kc->type1, kc->type1_len);
-    ctx->type1_len = kc->type1_len;
-    ngx_memcpy(ctx->type2, kc->type2, kc->type2_len);
-    ctx->type2_len = kc->type2_len;
-    ngx_memcpy(ctx->challenge, kc->challenge, 8);
-
+    pend = kc->ntlm;
+    kc->ntlm = NULL;
     ngx_http_kcd_conn_reset(kc);
 
-    ctx->type3 = ngx_pnalloc(r->pool, len);
-    if (ctx->type3 == NULL) {
+    ctx->ntlm = pend;
+
+    if (ngx_pool_cleanup_add(r->pool, 0) == NULL) {
+        ngx_http_kcd_ntlm_pending_free(pend);
+        ctx->ntlm = NULL;
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_memcpy(ctx->type3, msg, len);
+    r->pool->cleanup->handler = (ngx_pool_cleanup_pt)
+                                ngx_http_kcd_ntlm_pending_free;
+    r->pool->cleanup->data = pend;
+
+    ctx->type3 = msg;
     ctx->type3_len = len;
 
     err = "";
@@ -405,7 +313,7 @@ ngx_http_kcd_ntlm_authenticate(ngx_http_request_t *r,
     ctx->ntlm_domain = domain;
 
     if (rc != KCD_NTLM_OK) {
-        return ngx_http_kcd_ntlm_failed(r, klcf, ctx, err);
+        return ngx_http_kcd_ntlm_failed(r, ctx, err);
     }
 
     /* credential-free checks: AV echo, MIC announced, expiry, bindings */
@@ -420,132 +328,179 @@ ngx_http_kcd_ntlm_authenticate(ngx_http_request_t *r,
         cbp = cb;
     }
 
-    rc = kcd_ntlm_check_authenticate(&ctx->auth, ctx->type2, ctx->type2_len,
-                                     cbp, (int) klcf->channel_binding,
+    rc = kcd_ntlm_check_authenticate(&ctx->auth, pend->type2,
+                                     pend->type2_len, cbp,
+                                     (int) klcf->channel_binding,
                                      kcd_ntlm_filetime(ngx_time()), &err);
 
     if (rc != KCD_NTLM_OK) {
-        return ngx_http_kcd_ntlm_failed(r, klcf, ctx, err);
+        return ngx_http_kcd_ntlm_failed(r, ctx, err);
+    }
+
+    /*
+     * The policy this logon met (B14): bindings that were checked and
+     * matched satisfy "require" anywhere on this connection.
+     */
+
+    ctx->cb_met = klcf->channel_binding;
+
+    if (cbp && ctx->auth.cb_hash
+        && kcd_ntlm_memcmp_ct(ctx->auth.cb_hash, cbp, 16) == 0)
+    {
+        ctx->cb_met = KCD_NTLM_CB_REQUIRE;
     }
 
     if (klcf->user_file) {
 
         acc = ngx_http_kcd_user_file_find(klcf->user_file, &user, &domain);
 
-        if (acc == NULL) {
-            if (klcf->winbind) {
-                goto winbind;
-            }
-
-            return ngx_http_kcd_ntlm_failed(r, klcf, ctx, "unknown user");
+        if (acc == NULL && klcf->winbind) {
+            goto winbind;
         }
 
-        if (kcd_ntlm_verify_v2(acc->hash, ctx->auth.user,
-                               ctx->auth.user_len, ctx->auth.domain,
-                               ctx->auth.domain_len, ctx->challenge,
-                               ctx->auth.nt, ctx->auth.nt_len, key)
-            != 0)
-        {
-            return ngx_http_kcd_ntlm_failed(r, klcf, ctx, "wrong password");
-        }
+        /*
+         * The same work for known and unknown users (NTOWFv2, the proof
+         * and the MIC), so the answer time does not tell which user names
+         * exist.
+         */
+
+        ok = (kcd_ntlm_verify_v2(acc ? acc->hash : nobody, ctx->auth.user,
+                                 ctx->auth.user_len, ctx->auth.domain,
+                                 ctx->auth.domain_len, pend->challenge,
+                                 ctx->auth.nt, ctx->auth.nt_len, key)
+              == 0);
 
         rc = ctx->auth.has_mic
-             ? kcd_ntlm_verify_mic(key, ctx->type1, ctx->type1_len,
-                                   ctx->type2, ctx->type2_len,
+             ? kcd_ntlm_verify_mic(key, pend->type1, pend->type1_len,
+                                   pend->type2, pend->type2_len,
                                    ctx->type3, ctx->type3_len, ctx->auth.mic)
              : 0;
 
         kcd_ntlm_wipe(key, sizeof(key));
 
-        if (rc != 0) {
-            return ngx_http_kcd_ntlm_failed(r, klcf, ctx, "MIC invalid");
+        if (acc == NULL) {
+            return ngx_http_kcd_ntlm_failed(r, ctx, "unknown user");
         }
 
-        /* the spelling of the user file, not the client's */
-        return ngx_http_kcd_ntlm_success(r, klcf, ctx, &acc->user,
+        if (!ok) {
+            return ngx_http_kcd_ntlm_failed(r, ctx, "wrong password");
+        }
+
+        if (rc != 0) {
+            return ngx_http_kcd_ntlm_failed(r, ctx, "MIC invalid");
+        }
+
+        /*
+         * The user file's spelling, not the client's; a line without a
+         * domain logs on in the server's own domain and its realm is
+         * kcd_realm, whatever domain the client named.
+         */
+
+        kscf = ngx_http_get_module_srv_conf(r, ngx_http_kcd_module);
+        map_domain = acc->domain;
+
+        return ngx_http_kcd_ntlm_success(r, ctx, NGX_HTTP_KCD_BACKEND_FILE,
+                                         &acc->user,
                                          acc->domain.len ? &acc->domain
-                                                         : &domain);
+                                                         : &kscf->ntlm_domain,
+                                         &map_domain);
     }
 
 winbind:
 
     /* pass-through to the domain controller, in the thread pool */
 
-    return ngx_http_kcd_post_task(r, ctx, NGX_HTTP_KCD_TASK_WB_NTLM);
+    t = ngx_http_kcd_task_alloc(r, NGX_HTTP_KCD_TASK_WB_NTLM);
+    if (t == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    t->user = ngx_http_kcd_cstr(r->pool, &ctx->ntlm_user);
+    t->domain = ngx_http_kcd_cstr(r->pool, &ctx->ntlm_domain);
+    t->workstation = ngx_http_kcd_cstr(r->pool, &ctx->ntlm_workstation);
+    ngx_memcpy(t->challenge, pend->challenge, 8);
+    t->nt = (u_char *) ctx->auth.nt;
+    t->nt_len = ctx->auth.nt_len;
+    t->lm = (u_char *) ctx->auth.lm;
+    t->lm_len = ctx->auth.lm_len;
+
+    if (t->user == NULL || t->domain == NULL || t->workstation == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_kcd_task_post(r, t, ngx_http_kcd_ntlm_winbind_done);
 }
 
 
-ngx_int_t
-ngx_http_kcd_ntlm_winbind_done(ngx_http_request_t *r,
-    ngx_http_kcd_loc_conf_t *klcf, ngx_http_kcd_ctx_t *ctx,
-    ngx_int_t status, const char *error, const u_char *session_key,
-    const char *user, const char *domain)
+static ngx_int_t
+ngx_http_kcd_ntlm_winbind_done(ngx_http_request_t *r, ngx_http_kcd_task_t *t)
 {
-    int  rc;
+    int                           rc;
+    ngx_str_t                     u, d;
+    ngx_http_kcd_ctx_t           *ctx;
+    ngx_http_kcd_ntlm_pending_t  *pend;
 
-    if (status == 0) {     /* KCD_WB_OK */
+    ctx = ngx_http_get_module_ctx(r, ngx_http_kcd_module);
+    pend = ctx->ntlm;
+
+    if (t->status == KCD_WB_OK) {
 
         /* the DC checked the proof; the MIC is ours to check */
 
         rc = ctx->auth.has_mic
-             ? kcd_ntlm_verify_mic(session_key, ctx->type1, ctx->type1_len,
-                                   ctx->type2, ctx->type2_len,
-                                   ctx->type3, ctx->type3_len, ctx->auth.mic)
+             ? kcd_ntlm_verify_mic(t->wb.session_key, pend->type1,
+                                   pend->type1_len, pend->type2,
+                                   pend->type2_len, ctx->type3,
+                                   ctx->type3_len, ctx->auth.mic)
              : 0;
 
         if (rc != 0) {
             ngx_http_kcd_count(r, winbind_failed);
-            return ngx_http_kcd_ntlm_failed(r, klcf, ctx, "MIC invalid");
+            return ngx_http_kcd_ntlm_failed(r, ctx, "MIC invalid");
         }
 
         ngx_http_kcd_count(r, winbind_ok);
 
         /* the names as the domain controller spells them */
 
-        if (user && user[0] && domain && domain[0]) {
-            ngx_str_t  u, d;
+        u.data = (u_char *) t->wb.user;
+        u.len = ngx_strlen(t->wb.user);
+        d.data = (u_char *) t->wb.domain;
+        d.len = ngx_strlen(t->wb.domain);
 
-            u.data = (u_char *) user;
-            u.len = ngx_strlen(user);
-            d.data = (u_char *) domain;
-            d.len = ngx_strlen(domain);
-
-            return ngx_http_kcd_ntlm_success(r, klcf, ctx, &u, &d);
+        if (u.len == 0 || d.len == 0) {
+            u = ctx->ntlm_user;
+            d = ctx->ntlm_domain;
         }
 
-        return ngx_http_kcd_ntlm_success(r, klcf, ctx, &ctx->ntlm_user,
-                                         &ctx->ntlm_domain);
+        return ngx_http_kcd_ntlm_success(r, ctx,
+                                         NGX_HTTP_KCD_BACKEND_WINBIND,
+                                         &u, &d, &d);
     }
 
-    if (status == -2) {    /* KCD_WB_UNAVAILABLE */
+    if (t->status == KCD_WB_UNAVAILABLE) {
         ngx_http_kcd_count(r, winbind_unavailable);
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "kcd: NTLM logon of user \"%V\" domain \"%V\" cannot "
                       "be checked: domain controller unreachable: %s",
-                      &ctx->ntlm_user, &ctx->ntlm_domain, error);
+                      &ctx->ntlm_user, &ctx->ntlm_domain, t->wb.error);
         return NGX_HTTP_SERVICE_UNAVAILABLE;
     }
 
     ngx_http_kcd_count(r, winbind_failed);
 
-    return ngx_http_kcd_ntlm_failed(r, klcf, ctx, error);
+    return ngx_http_kcd_ntlm_failed(r, ctx, t->wb.error);
 }
 
 
 static ngx_int_t
-ngx_http_kcd_ntlm_success(ngx_http_request_t *r,
-    ngx_http_kcd_loc_conf_t *klcf, ngx_http_kcd_ctx_t *ctx, ngx_str_t *user,
-    ngx_str_t *domain)
+ngx_http_kcd_ntlm_success(ngx_http_request_t *r, ngx_http_kcd_ctx_t *ctx,
+    ngx_uint_t backend, ngx_str_t *user, ngx_str_t *domain,
+    ngx_str_t *map_domain)
 {
-    u_char                   *p;
-    ngx_str_t                 id, principal, dom;
-    ngx_http_kcd_conn_t      *kc;
+    ngx_str_t                 dom;
+    ngx_http_kcd_identity_t  *id;
     ngx_http_kcd_srv_conf_t  *kscf;
-
-    kc = ngx_http_kcd_conn(r, 1);
-    if (kc == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
 
     dom = *domain;
 
@@ -555,58 +510,30 @@ ngx_http_kcd_ntlm_success(ngx_http_request_t *r,
         dom = kscf->ntlm_domain;
     }
 
-    if (user->len + 1 + dom.len > sizeof(kc->user)) {
-        return ngx_http_kcd_ntlm_failed(r, klcf, ctx, "name too long");
+    if (user->len > NGX_HTTP_KCD_NAME_MAX || dom.len > NGX_HTTP_KCD_NAME_MAX)
+    {
+        return ngx_http_kcd_ntlm_failed(r, ctx, "name too long");
     }
 
-    if (ngx_http_kcd_principal(r, klcf, user, &dom, &principal) != NGX_OK) {
+    id = ngx_http_kcd_identity_create(r, NGX_HTTP_KCD_NTLM, backend, user,
+                                      &dom, map_domain, ctx->cb_met);
+    if (id == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (principal.len > sizeof(kc->principal)) {
-        return ngx_http_kcd_ntlm_failed(r, klcf, ctx, "name too long");
     }
 
     /* B3: bind the identity to the connection */
 
-    p = ngx_cpymem(kc->user, dom.data, dom.len);
-    *p++ = '\\';
-    p = ngx_cpymem(p, user->data, user->len);
-    kc->user_len = p - kc->user;
-
-    ngx_memcpy(kc->principal, principal.data, principal.len);
-    kc->principal_len = principal.len;
-
-    kc->auth_scheme = NGX_HTTP_KCD_NTLM;
-    kc->state = NGX_HTTP_KCD_CONN_AUTHENTICATED;
-    ngx_http_kcd_conn_set_scope(r, kc);
-
-    ngx_http_kcd_count(r, ntlm_ok);
-
-    id.data = kc->user;
-    id.len = kc->user_len;
-
-    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                  "kcd: NTLM logon of \"%V\"", &id);
-
-    return ngx_http_kcd_authenticated(r, ctx, NGX_HTTP_KCD_NTLM, &id,
-                                      &principal);
+    return ngx_http_kcd_logon_succeeded(r, id, 1);
 }
 
 
 static ngx_int_t
-ngx_http_kcd_ntlm_failed(ngx_http_request_t *r,
-    ngx_http_kcd_loc_conf_t *klcf, ngx_http_kcd_ctx_t *ctx,
+ngx_http_kcd_ntlm_failed(ngx_http_request_t *r, ngx_http_kcd_ctx_t *ctx,
     const char *reason)
 {
-    ngx_http_kcd_count(r, ntlm_failed);
-
-    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                  "kcd: NTLM logon failed for user \"%V\" domain \"%V\" "
-                  "workstation \"%V\": %s", &ctx->ntlm_user,
-                  &ctx->ntlm_domain, &ctx->ntlm_workstation, reason);
-
-    return ngx_http_kcd_challenge(r, klcf);
+    return ngx_http_kcd_logon_failed(r, NGX_HTTP_KCD_NTLM, &ctx->ntlm_user,
+                                     &ctx->ntlm_domain,
+                                     &ctx->ntlm_workstation, reason);
 }
 
 

@@ -385,7 +385,8 @@ subtest 'domains and names' => sub {
     $r = login(plain(), '/bob1', user => 'bob', domain => 'ANYDOM',
                password => 'BobPass2');
     is($r->{status}, 200, 'line without domain: any domain (ANYDOM)');
-    is($r->header('X-Kcd-User'), 'ANYDOM\\bob', '$kcd_user ANYDOM\\bob');
+    is($r->header('X-Kcd-User'), 'KCD\\bob',
+       '$kcd_user KCD\\bob: a line without domain logs on in our domain, not the client\'s');
     $r = login(plain(), '/bob2', user => 'bob', domain => 'KCD',
                password => 'BobPass2');
     is($r->{status}, 200, 'line without domain: KCD too');

@@ -1,7 +1,7 @@
 #!/usr/bin/perl
 
 # B6: Basic against the NT-hash user file, only over TLS, per request;
-# $kcd_user is the name as typed, $kcd_auth_scheme "basic"; the client's
+# $kcd_user is the account's name, $kcd_auth_scheme "basic"; the client's
 # Authorization never reaches the upstream (B7).
 
 use strict;
@@ -87,7 +87,7 @@ sub backend_saw {
 my $c = tls();
 my $r = req($c, '/ok-plain-user', basic('alice:Password'));
 is($r->{status}, 200, 'Basic alice:Password over TLS: 200');
-is($r->header('X-User'), 'alice', '$kcd_user is the name as typed: alice');
+is($r->header('X-User'), 'alice', '$kcd_user is the account name: alice');
 is($r->header('X-Scheme'), 'basic', '$kcd_auth_scheme is basic');
 my ($q) = backend_saw('/ok-plain-user');
 ok($q, 'the request reached the backend');
@@ -96,11 +96,12 @@ is($q && $q->header('Authorization'), undef, 'backend got no Authorization');
 
 $r = req($c, '/ok-domain-user', basic('KCD\\alice:Password'));
 is($r->{status}, 200, 'Basic KCD\\alice:Password: 200 (same connection)');
-is($r->header('X-User'), 'KCD\\alice', '$kcd_user as typed: KCD\\alice');
+is($r->header('X-User'), 'alice', '$kcd_user is the account name: alice (B6)');
 
 $r = req(tls(), '/ok-case', basic('kcd\\ALICE:Password'));
 is($r->{status}, 200, 'user and domain compare case-insensitively');
-is($r->header('X-User'), 'kcd\\ALICE', '$kcd_user keeps the typed case');
+is($r->header('X-User'), 'alice',
+   '$kcd_user is the canonical name from the user file, not the typed case (B6)');
 
 $r = req(tls(), '/ok-colon', basic('eve:pa:ss w'));
 is($r->{status}, 200, 'password with a colon and a space (split at the first colon)');

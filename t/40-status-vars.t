@@ -222,10 +222,10 @@ is($r->header('X-Principal'), 'alice@OTHER.REALM', 'kcd_domain_map: domain "kcd"
 # NTLM, domain not in the map: kcd_realm
 $r = login(conn(), '/app/v-ntlm-lab', 'bob', 'LAB', 'Bob pw');
 is($r->{status}, 200, 'vars NTLM LAB\\bob: 200');
-is($r->header('X-User'), 'LAB\\bob', '$kcd_user LAB\\bob');
+is($r->header('X-User'), 'KCD\\bob', '$kcd_user KCD\\bob: the line has no domain, ours is used');
 is($r->header('X-Principal'), 'bob@KCD.TEST', 'kcd_realm KCD.TEST: bob@KCD.TEST');
-like(vlog('/app/v-ntlm-lab', 200), qr/u=\[LAB\\bob\] s=\[ntlm\] p=\[bob\@KCD\.TEST\]$/,
-     'access log: LAB\\bob, ntlm, bob@KCD.TEST');
+like(vlog('/app/v-ntlm-lab', 200), qr/u=\[KCD\\bob\] s=\[ntlm\] p=\[bob\@KCD\.TEST\]$/,
+     'access log: KCD\\bob, ntlm, bob@KCD.TEST');
 
 # no kcd_realm: the default realm of krb5.conf (DEFAULT.TEST here)
 $r = login(conn(), '/norealm/ntlm', 'bob', 'LAB', 'Bob pw');
@@ -238,15 +238,16 @@ is($r->header('X-Principal'), 'alice@OTHER.REALM', 'no kcd_realm: kcd_domain_map
 # Basic
 $r = tls()->get('/app/v-basic', headers => [Authorization => 'Basic ' . encode_base64('alice:Password', '')]);
 is($r->{status}, 200, 'vars Basic: 200');
-is($r->header('X-User'), 'alice', '$kcd_user for Basic is the user as typed');
+is($r->header('X-User'), 'alice', '$kcd_user for Basic is the account name');
 is($r->header('X-Scheme'), 'basic', '$kcd_auth_scheme basic');
-is($r->header('X-Principal'), 'alice@KCD.TEST', 'Basic without domain: kcd_realm alice@KCD.TEST');
-like(vlog('/app/v-basic', 200), qr/ 200 \S+ u=\[alice\] s=\[basic\] p=\[alice\@KCD\.TEST\]$/,
+is($r->header('X-Principal'), 'alice@OTHER.REALM',
+   'Basic "alice": the account line KCD\\alice, mapped by kcd_domain_map (B6: canonical name)');
+like(vlog('/app/v-basic', 200), qr/ 200 \S+ u=\[alice\] s=\[basic\] p=\[alice\@OTHER\.REALM\]$/,
      'access log: Basic user, scheme, principal');
 
 $r = tls()->get('/app/v-basic-dom', headers => [Authorization => 'Basic ' . encode_base64('KCD\\alice:Password', '')]);
 is($r->header('X-Principal'), 'alice@OTHER.REALM', 'Basic KCD\\alice: mapped to alice@OTHER.REALM');
-like(vlog('/app/v-basic-dom', 200), qr/u=\[KCD\\alice\] s=\[basic\] p=\[alice\@OTHER\.REALM\]$/,
+like(vlog('/app/v-basic-dom', 200), qr/u=\[alice\] s=\[basic\] p=\[alice\@OTHER\.REALM\]$/,
      'access log: Basic KCD\\alice');
 
 # nothing authenticated: empty

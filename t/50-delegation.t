@@ -370,7 +370,7 @@ like(kcd_log(),
     my $mark = $t->log_mark;
     my ($c, $r1, $r) = ntlm_conn('alice', '/notallowed/x');
     is($r->{status}, 502, 'SPN not in the delegation ACL: 502');
-    my $l = $t->wait_for_log(qr/kcd: .*alice\@KCD\.TEST/, 3, 'error.log',
+    my $l = $t->wait_for_log(qr/\[error\].*kcd: .*alice\@KCD\.TEST/, 3, 'error.log',
                              $mark) // '';
     like($l, qr/"alice\@KCD\.TEST".*"HTTP\/notallowed\.kcd\.test"/,
          '... log line names principal and SPN');
@@ -388,7 +388,7 @@ like(kcd_log(),
     my ($c, $r1, $r) = ntlm_conn('bob', '/echo');
     is($r1->{status}, 401, 'bob: NTLM handshake');
     is($r->{status}, 502, 'bob (cannot be delegated): 502');
-    my $l = $t->wait_for_log(qr/kcd: .*bob\@KCD\.TEST/, 3, 'error.log',
+    my $l = $t->wait_for_log(qr/\[error\].*kcd: .*bob\@KCD\.TEST/, 3, 'error.log',
                              $mark) // '';
     like($l, qr/KDC\ refused\ delegation\ of\ "bob\@KCD\.TEST"
                 \ to\ "HTTP\/backend\.kcd\.test":\ \S/x,
@@ -409,7 +409,7 @@ like(kcd_log(),
     my ($c, $r1, $r) = ntlm_conn('mallory', '/rec/mallory');
     is($r1->{status}, 401, 'mallory (in the user file only): NTLM handshake');
     is($r->{status}, 502, 'mallory, unknown to the KDC: 502');
-    my $l = $t->wait_for_log(qr/kcd: .*mallory\@KCD\.TEST/, 3, 'error.log',
+    my $l = $t->wait_for_log(qr/\[error\].*kcd: .*mallory\@KCD\.TEST/, 3, 'error.log',
                              $mark) // '';
     like($l, qr/"mallory\@KCD\.TEST".*"HTTP\/backend\.kcd\.test"/,
          'mallory: log line names principal and SPN');
@@ -432,7 +432,7 @@ like(kcd_log(),
     my ($c, $r1, $r) = ntlm_conn('carol', '/rec/carol');
     is($r->{status}, 503, 'KDC stopped: 503 for a user not in the cache');
     note(sprintf('503 after %.2f s', time - $t0));
-    my $l = $t->wait_for_log(qr/kcd: .*carol\@KCD\.TEST/, 3, 'error.log',
+    my $l = $t->wait_for_log(qr/\[error\].*kcd: .*carol\@KCD\.TEST/, 3, 'error.log',
                              $mark) // '';
     like($l, qr/"carol\@KCD\.TEST".*"HTTP\/backend\.kcd\.test".*unreachable/,
          'KDC stopped: log line with principal, SPN and "unreachable"');

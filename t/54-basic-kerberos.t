@@ -177,8 +177,8 @@ is($r->{status}, 200, 'Basic alice@KCD.TEST: 200');
 like($r->{body}, qr/^user=alice\@KCD\.TEST /,
      '... the backend sees alice@KCD.TEST');
 like(kcd_log_since($amark, qr{^/echo user=}),
-     qr{^/echo user=alice\@KCD\.TEST principal=alice\@KCD\.TEST scheme=basic 200$},
-     '... $kcd_principal alice@KCD.TEST');
+     qr{^/echo user=alice principal=alice\@KCD\.TEST scheme=basic 200$},
+     '... $kcd_principal alice@KCD.TEST, $kcd_user the account name alice (B6)');
 
 # carol too (a second user, own ticket)
 $r = curl('--basic', '-u', 'carol:Carol-Pass1', "$https/echo");
