@@ -13,6 +13,11 @@ package KcdApache;
 # static page.  Keep-alive is on; authentication is per request
 # (GssapiConnectionBound off), so each request needs its own token and a
 # replayed token gets 401.
+#
+# Options: name => 'apache2' (a second instance in the same test dir),
+# connection_bound => 1 (GssapiConnectionBound On: the Kerberos identity
+# holds for the connection, as IIS does by default), keytab => path (e.g. a
+# keytab with the wrong key for the SPN).
 
 use strict;
 use warnings;
@@ -44,7 +49,7 @@ sub start {
 
     my $realm = $a{realm} or croak "realm required";
     my $dir = $a{dir} or croak "dir required";
-    my $adir = "$dir/apache";
+    my $adir = "$dir/" . ($a{name} || 'apache');
     my $port = $a{port} || KcdRealm->free_port;
     my $host = $a{host} || 'backend.kcd.test';
 
@@ -59,7 +64,7 @@ sub start {
     my ($uid, $gid) = (getpwnam('www-data'))[2, 3];
     my $root = $> == 0 && defined $uid;
 
-    copy($realm->keytab('backend'), "$adir/backend.keytab")
+    copy($a{keytab} || $realm->keytab('backend'), "$adir/backend.keytab")
         or croak "copy keytab: $!";
     chmod 0400, "$adir/backend.keytab";
 
@@ -134,7 +139,7 @@ ScriptAlias /echo "$adir/cgi-bin/echo"
     GssapiCredStore keytab:$adir/backend.keytab
     GssapiAllowedMech krb5
     GssapiUseSessions Off
-    GssapiConnectionBound Off
+    GssapiConnectionBound @{[ $a{connection_bound} ? 'On' : 'Off' ]}
     GssapiBasicAuth Off
     Require valid-user
     Header always set X-Remote-User "expr=%{REMOTE_USER}"

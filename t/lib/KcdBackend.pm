@@ -293,16 +293,38 @@ sub _handle {
     } elsif ($uri =~ m{^/ntlm(?:[/?]|$)}) {
         ($status, my @h) = _ntlm($st, $req, $o);
         push @extra, @h;
+    } elsif ($uri =~ m{^/set\?(.*)$}) {
+        # /set?status=401&h=Name:value&h=...  (values URL-encoded)
+        for my $kv (split /&/, $1) {
+            my ($k, $v) = split /=/, $kv, 2;
+            $v = '' unless defined $v;
+            $v =~ s/\+/ /g;
+            $v =~ s/%([0-9a-fA-F]{2})/chr hex $1/ge;
+            if ($k eq 'status') {
+                $status = $v;
+            } elsif ($k eq 'h' && $v =~ /^([^:]+):\s*(.*)$/) {
+                push @extra, [$1, $2];
+            }
+        }
+    }
+
+    my $ctype = 'text/plain';
+    my $body_override;
+    if ($uri =~ m{^/ssi(?:[/?]|$)}) {
+        # an SSI page that includes another location of the proxy
+        $ctype = 'text/html';
+        $body_override = qq{ssi:<!--# include virtual="/ssi-inc" -->\n};
     }
 
     my $conn_hdr = $req->{lc}{connection} ? $req->{lc}{connection}[0] : '';
     $close = 1 if $conn_hdr =~ /\bclose\b/i;
     $close = 1 if $req->{version} eq '1.0' && $conn_hdr !~ /keep-alive/i;
 
-    my $body = "ok $req->{method} $uri len=$len";
+    my $body = defined $body_override ? $body_override
+                                      : "ok $req->{method} $uri len=$len";
     my $nobody = $status == 204 || $status == 304 || $req->{method} eq 'HEAD';
     my $r = "HTTP/1.1 $status " . _reason($status) . "\r\n";
-    $r .= "Content-Type: text/plain\r\n";
+    $r .= "Content-Type: $ctype\r\n";
     $r .= "X-Backend-Conn: $st->{port}\r\n";
     $r .= "X-Backend-Req: $st->{n}\r\n";
     $r .= "X-Seen-Authorization: $auth\r\n";
