@@ -191,6 +191,10 @@ ngx_http_kcd_basic_file(ngx_http_request_t *r, ngx_http_kcd_loc_conf_t *klcf,
 
     kcd_ntlm_wipe(hash, sizeof(hash));
 
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "kcd: Basic NT hash computed and compared for %s account",
+                   acc ? "a known" : "a stand-in");
+
     if (acc == NULL && klcf->winbind) {
         /* not a local account: the domain decides */
         return NGX_DECLINED;

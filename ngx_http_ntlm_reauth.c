@@ -378,6 +378,11 @@ ngx_http_kcd_ntlm_authenticate(ngx_http_request_t *r,
 
         kcd_ntlm_wipe(key, sizeof(key));
 
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "kcd: NTLMv2 proof and MIC computed for %s account "
+                       "(mic announced: %d)", acc ? "a known" : "a stand-in",
+                       ctx->auth.has_mic);
+
         if (acc == NULL) {
             return ngx_http_kcd_ntlm_failed(r, ctx, "unknown user");
         }
