@@ -109,6 +109,8 @@ typedef struct {
     ngx_str_t                  ntlm_dns_domain;
     ngx_str_t                  ntlm_dns_computer;
 
+    ngx_uint_t                 auth_used;    /* schemes offered in it */
+
     /* in upstream{} blocks: the balancer this module wraps (B10) */
     ngx_http_upstream_init_peer_pt  original_init_peer;
 } ngx_http_kcd_srv_conf_t;
@@ -135,6 +137,8 @@ typedef struct {
     ngx_str_t                  spn_file;
     ngx_uint_t                 spn_line;
     ngx_uint_t                 spn_here;     /* set in this very block */
+
+    ngx_http_handler_pt        content_handler;  /* wrapped (B7a) */
 } ngx_http_kcd_loc_conf_t;
 
 
@@ -210,9 +214,18 @@ typedef struct {
     ngx_http_kcd_identity_t   *identity;     /* of this request (B14) */
     ngx_uint_t                 consumed;     /* client's Authorization taken */
 
-    /* the delegated token (B7a): one element of r->headers_in.headers */
-    ngx_table_elt_t           *token;
+    /* the client's Authorization, in custody since the post-read phase */
+    ngx_str_t                  client_auth;
+    ngx_uint_t                 client_auth_set;
+    ngx_str_t                  client_auth_copy;  /* wiped at the end */
+
+    /* the delegated token (B7a), in headers_in only while it is sent */
+    ngx_str_t                  token;        /* "Negotiate <base64>" */
     void                     **token_loc;    /* r->loc_conf that made it */
+    ngx_table_elt_t           *token_elt;
+    ngx_http_upstream_t       *token_upstream;  /* that carried it */
+    ngx_int_t                (*create_request)(ngx_http_request_t *r);
+    ngx_int_t                (*process_header)(ngx_http_request_t *r);
     ngx_str_t                  spn;
     ngx_str_t                  cache_status;
 } ngx_http_kcd_request_t;
@@ -401,7 +414,10 @@ void ngx_http_kcd_cache_put(ngx_http_kcd_cache_t *cache,
 ngx_int_t ngx_http_kcd_upstream_init(ngx_conf_t *cf);
 ngx_int_t ngx_http_kcd_upstream_set_token(ngx_http_request_t *r,
     ngx_str_t *value);
-ngx_int_t ngx_http_kcd_consume_authorization(ngx_http_request_t *r);
+ngx_int_t ngx_http_kcd_take_authorization(ngx_http_request_t *r,
+    ngx_str_t *value);
+ngx_int_t ngx_http_kcd_upstream_wrap_content(ngx_conf_t *cf,
+    ngx_http_kcd_loc_conf_t *klcf);
 
 /* ngx_http_kcd_filter.c: what goes back to the client */
 ngx_int_t ngx_http_kcd_filter_init(ngx_conf_t *cf);

@@ -6,10 +6,10 @@
  *    "Persistent-Auth" never reach the client; with kcd_strip_negotiate
  *    the bare Negotiate challenges of an upstream 401 go too.  Every
  *    WWW-Authenticate field is parsed as a list of challenges (B16).
- *  - an upstream 401 to a request that carried our delegated token means
- *    the backend refused the ticket (wrong key, clock skew, wrong SPN): the
- *    client gets 502, never a 401 without a challenge it could answer, the
- *    cached ticket is dropped, and the log says who, where and why (B15).
+ *
+ * (An upstream 401 to a request that carried our token never gets here: it
+ * is turned into a 502 where the upstream answer is parsed, B15, in
+ * ngx_http_kcd_upstream.c.)
  */
 
 
@@ -25,8 +25,6 @@
 
 
 static ngx_int_t ngx_http_kcd_header_filter(ngx_http_request_t *r);
-static ngx_int_t ngx_http_kcd_refused_ticket(ngx_http_request_t *r,
-    ngx_http_kcd_request_t *rq);
 static ngx_int_t ngx_http_kcd_filter_challenges(ngx_http_request_t *r,
     ngx_table_elt_t *h, ngx_uint_t strip);
 static ngx_uint_t ngx_http_kcd_is_negotiate(const u_char *scheme,
@@ -100,21 +98,11 @@ ngx_http_kcd_header_filter(ngx_http_request_t *r)
     ngx_uint_t                i, strip;
     ngx_list_part_t          *part;
     ngx_table_elt_t          *h;
-    ngx_http_kcd_request_t   *rq;
     ngx_http_kcd_loc_conf_t  *klcf;
 
     if (r->upstream == NULL) {
         /* our own responses: challenges are built as configured */
         return ngx_http_next_header_filter(r);
-    }
-
-    rq = ngx_http_kcd_request(r, 0);
-
-    if (rq && rq->token && r == rq->request
-        && r->loc_conf == rq->token_loc
-        && r->headers_out.status == NGX_HTTP_UNAUTHORIZED)
-    {
-        return ngx_http_kcd_refused_ticket(r, rq);
     }
 
     klcf = ngx_http_get_module_loc_conf(r, ngx_http_kcd_module);
@@ -270,51 +258,4 @@ ngx_http_kcd_is_negotiate(const u_char *scheme, size_t len)
     return len == sizeof("Negotiate") - 1
            && ngx_strncasecmp((u_char *) scheme, (u_char *) "Negotiate",
                               len) == 0;
-}
-
-
-/*
- * B15: the backend answered 401 to our token.  The client could not answer
- * that challenge (its credentials are not what the backend wants): 502,
- * the ticket is dropped so that the next request asks the KDC anew.
- */
-
-static ngx_int_t
-ngx_http_kcd_refused_ticket(ngx_http_request_t *r, ngx_http_kcd_request_t *rq)
-{
-    ngx_str_t                 reason, *upstream;
-    ngx_table_elt_t          *www;
-    ngx_http_kcd_main_conf_t *kmcf;
-
-    kmcf = ngx_http_get_module_main_conf(r, ngx_http_kcd_module);
-
-    if (kmcf->cache && rq->identity && rq->spn.len) {
-        ngx_http_kcd_cache_drop(kmcf->cache, &rq->identity->principal,
-                                &rq->spn);
-    }
-
-    www = r->headers_out.www_authenticate;
-
-    if (www) {
-        reason = www->value;
-
-    } else {
-        ngx_str_set(&reason, "no WWW-Authenticate");
-    }
-
-    upstream = (r->upstream->state && r->upstream->state->peer)
-               ? r->upstream->state->peer : NULL;
-
-    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                  "kcd: backend %V refused the delegated ticket of \"%V\" "
-                  "for \"%V\" (401, \"%V\"): check the SPN's key in the "
-                  "backend's keytab and the clocks; cached ticket dropped",
-                  upstream ? upstream : &r->upstream->conf->module,
-                  rq->identity ? &rq->identity->principal : &reason,
-                  &rq->spn, &reason);
-
-    ngx_http_kcd_count(r, delegation_refused);
-
-    return ngx_http_filter_finalize_request(r, &ngx_http_kcd_module,
-                                            NGX_HTTP_BAD_GATEWAY);
 }

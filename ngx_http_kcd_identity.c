@@ -563,8 +563,15 @@ ngx_http_kcd_request_cleanup(void *data)
 
     /* an AP-REQ is a bearer credential until it expires (B7a) */
 
-    if (rq->token && rq->token->value.len) {
-        ngx_explicit_memzero(rq->token->value.data, rq->token->value.len);
+    if (rq->token.len) {
+        ngx_explicit_memzero(rq->token.data, rq->token.len);
+    }
+
+    /* the client's Authorization (a Basic password, base64) */
+
+    if (rq->client_auth_copy.len) {
+        ngx_explicit_memzero(rq->client_auth_copy.data,
+                             rq->client_auth_copy.len);
     }
 }
 

@@ -29,6 +29,10 @@
 #include "ngx_http_kcd_winbind.h"
 
 
+/* its location configuration starts with ngx_http_upstream_conf_t */
+extern ngx_module_t  ngx_http_proxy_module;
+
+
 static ngx_int_t ngx_http_kcd_access_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_kcd_authenticate(ngx_http_request_t *r,
     ngx_http_kcd_loc_conf_t *klcf, ngx_http_kcd_ctx_t *ctx);
@@ -312,10 +316,10 @@ ngx_http_kcd_access_handler(ngx_http_request_t *r)
 
 
 /*
- * Who is this request?  Its own Authorization header (consumed here,
- * whatever the outcome), else the identity it already has (before an
- * internal redirect), else the connection's (B3) — each only where it
- * holds (B14).
+ * Who is this request?  Its own Authorization header (taken out of the
+ * request in the post-read phase, whatever the outcome), else the identity
+ * it already has (before an internal redirect), else the connection's (B3)
+ * — each only where it holds (B14).
  */
 
 static ngx_int_t
@@ -324,10 +328,9 @@ ngx_http_kcd_authenticate(ngx_http_request_t *r, ngx_http_kcd_loc_conf_t *klcf,
 {
     u_char                   *p, *last;
     size_t                    len;
-    ngx_str_t                 scheme, token, src, dst;
+    ngx_str_t                 scheme, token, src, dst, auth;
     ngx_uint_t                sch;
     const char               *why;
-    ngx_table_elt_t          *h;
     ngx_http_kcd_conn_t      *kc;
     ngx_http_kcd_request_t   *rq;
     ngx_http_kcd_identity_t  *id;
@@ -346,7 +349,7 @@ ngx_http_kcd_authenticate(ngx_http_request_t *r, ngx_http_kcd_loc_conf_t *klcf,
                       "off on this server");
         ngx_http_kcd_count(r, http2_refused);
 
-        (void) ngx_http_kcd_consume_authorization(r);
+        (void) ngx_http_kcd_take_authorization(r, &token);
 
         if (klcf->schemes & (NGX_HTTP_KCD_NTLM|NGX_HTTP_KCD_NEGOTIATE)) {
             return NGX_HTTP_KCD_CHALLENGE;
@@ -365,9 +368,12 @@ ngx_http_kcd_authenticate(ngx_http_request_t *r, ngx_http_kcd_loc_conf_t *klcf,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    h = r->headers_in.authorization;
+    switch (ngx_http_kcd_take_authorization(r, &auth)) {
 
-    if (h == NULL) {
+    case NGX_OK:
+        break;
+
+    case NGX_DECLINED:
 
         if (rq->identity) {
             /* this request, authenticated before an internal redirect */
@@ -408,14 +414,17 @@ ngx_http_kcd_authenticate(ngx_http_request_t *r, ngx_http_kcd_loc_conf_t *klcf,
         }
 
         return NGX_HTTP_KCD_CHALLENGE;
+
+    default:
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     /* this request's credentials replace whatever it had */
 
     rq->identity = NULL;
 
-    p = h->value.data;
-    last = p + h->value.len;
+    p = auth.data;
+    last = p + auth.len;
 
     while (p < last && *p == ' ') {
         p++;
@@ -437,21 +446,10 @@ ngx_http_kcd_authenticate(ngx_http_request_t *r, ngx_http_kcd_loc_conf_t *klcf,
         last--;
     }
 
-    /* a copy: the client's header is taken out of the request now (B7) */
+    /* the header left the request in the post-read phase (B7) */
 
     token.len = last - p;
-    token.data = ngx_pnalloc(r->pool, token.len + scheme.len + 1);
-    if (token.data == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ngx_memcpy(token.data, p, token.len);
-    p = ngx_cpymem(token.data + token.len, scheme.data, scheme.len);
-    scheme.data = token.data + token.len;
-
-    if (ngx_http_kcd_consume_authorization(r) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+    token.data = p;
 
     if (scheme.len == 4
         && ngx_strncasecmp(scheme.data, (u_char *) "NTLM", 4) == 0)
@@ -797,7 +795,12 @@ ngx_http_kcd_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_kcd_loc_conf_t  *prev = parent;
     ngx_http_kcd_loc_conf_t  *conf = child;
 
+    ngx_http_kcd_srv_conf_t   *kscf;
+    ngx_http_core_loc_conf_t  *clcf;
     ngx_http_kcd_main_conf_t  *kmcf;
+#if (NGX_HTTP_CACHE)
+    ngx_http_upstream_conf_t  *ucf;
+#endif
 
     if (conf->schemes == NGX_CONF_UNSET_UINT) {
         if (prev->schemes == NGX_CONF_UNSET_UINT) {
@@ -869,6 +872,44 @@ ngx_http_kcd_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                       "\"kcd_ntlm_winbind on\" or \"kcd_keytab\" in %V:%ui",
                       &conf->auth_file, conf->auth_line);
         return NGX_CONF_ERROR;
+    }
+
+    if (conf->schemes) {
+        /* the client's Authorization is taken on arrival in this server */
+        kscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_kcd_module);
+        kscf->auth_used |= conf->schemes;
+
+        clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+        if (clcf->satisfy == NGX_HTTP_SATISFY_ANY && conf->auth_line) {
+            ngx_log_error(NGX_LOG_WARN, cf->log, 0,
+                          "\"satisfy any\" lets requests through without "
+                          "a logon where \"allow\" or another module "
+                          "admits them: they are never delegated, and NTLM "
+                          "handshakes may not complete (%V:%ui)",
+                          &conf->auth_file, conf->auth_line);
+        }
+    }
+
+    if (conf->schemes && conf->spn) {
+        /* B7a: the token is in headers_in only while it is sent */
+        if (ngx_http_kcd_upstream_wrap_content(cf, conf) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+
+#if (NGX_HTTP_CACHE)
+        ucf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_proxy_module);
+
+        if (ucf && ucf->cache > 0 && conf->content_handler) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "\"proxy_cache\" in a location that delegates "
+                          "(\"kcd_spn\" in %V:%ui) would serve one user's "
+                          "response to another: cache only in locations "
+                          "with \"kcd_auth off\"",
+                          &conf->spn_file, conf->spn_line);
+            return NGX_CONF_ERROR;
+        }
+#endif
     }
 
     if (conf->spn_here && conf->schemes == 0) {

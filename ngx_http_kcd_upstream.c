@@ -1,24 +1,25 @@
 /*
- * What goes to upstreams (B7, B7a, B10).
+ * What goes to upstreams (B7, B7a, B10, B15).
  *
- * The delegated token.  nginx's proxy module sends every element of
- * r->headers_in.headers, so the token is handed over as one element there,
- * recorded in the request record with the location that made it.  Where
- * nginx would carry it elsewhere, it is taken away:
+ * The client's credentials.  In a server{} where any location uses
+ * kcd_auth, an Authorization header of the schemes the module speaks
+ * (NTLM, Negotiate, Basic) is taken into the module's custody in the post-read
+ * phase, before anything else can act on the request (a 413 from
+ * client_max_body_size, limit_req, a rewrite, an error_page): the access
+ * handler reads it from the request record, and no location of that
+ * server, no redirect target and no subrequest ever sees it in headers_in.
+ * Other schemes (Bearer ...) are left alone.
  *
- *  - internal redirects (error_page, try_files, X-Accel-Redirect, index,
- *    named locations) keep headers_in: every request entering a location
- *    passes the rewrite phase, whose handler here wipes the token; the
- *    access handler of a location that delegates makes a fresh one;
- *  - subrequests (mirror, SSI, auth_request, slice...) share the parent's
- *    header elements: a subrequest entering its location gets a private
- *    copy of the header list without the token;
- *  - and, failing closed for whatever nginx adds next: the balancer wrapper
- *    below refuses to connect a request whose headers still carry a token
- *    that is not its own, made in its own location.
- *
- * The client's own Authorization is taken out of the request as soon as
- * the access handler has read it, whatever the outcome of the logon.
+ * The delegated token.  It is kept in the request record and appears in
+ * r->headers_in only while the delegating location's upstream module
+ * builds its request (the content handler of a location with kcd_spn is
+ * wrapped, and create_request when the body is read first).  Before and
+ * after, there is no token in the request: internal redirects, mirror,
+ * SSI, auth_request, slice and cache-update subrequests, $http_authorization
+ * in a log or a header, other upstream modules — nothing nginx has or adds
+ * later can find it.  The built request is checked for the token, so that
+ * a "proxy_set_header Authorization" that replaced it is noticed (the
+ * request then counts as carrying none).
  *
  * Upstream connections (B10).  Backends keep Kerberos authentication for
  * the connection (IIS authPersistNonNTLM, Apache GssapiConnectionBound), so
@@ -26,8 +27,12 @@
  * serve a request without a token of its own.  Every upstream{} block's
  * balancer is wrapped (as ngx_http_upstream_keepalive_module wraps
  * round-robin): a connection freed after carrying a token is tagged, and a
- * request without a token never takes a tagged connection from the
- * keepalive cache.
+ * request without a token never takes a tagged connection.
+ *
+ * The backend's answer (B15).  The response header parser of a request
+ * that carried the token is wrapped: a 401 means the backend refused the
+ * ticket; it becomes a 502 (before proxy_intercept_errors, error_page or
+ * any filter sees it) and the cached ticket is dropped.
  */
 
 
@@ -46,16 +51,22 @@ typedef struct {
     ngx_event_set_peer_session_pt      original_set_session;
     ngx_event_save_peer_session_pt     original_save_session;
 #endif
-    ngx_http_request_t                *request;
     ngx_uint_t                         carries_token;
 } ngx_http_kcd_peer_data_t;
 
 
-static ngx_int_t ngx_http_kcd_rewrite_handler(ngx_http_request_t *r);
-static ngx_int_t ngx_http_kcd_private_headers(ngx_http_request_t *r,
-    ngx_table_elt_t *token);
+static ngx_int_t ngx_http_kcd_post_read_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_kcd_custody(ngx_http_request_t *r);
+static ngx_int_t ngx_http_kcd_content_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_kcd_create_request(ngx_http_request_t *r);
+static ngx_int_t ngx_http_kcd_build(ngx_http_request_t *r,
+    ngx_http_kcd_request_t *rq, ngx_http_upstream_t *u);
+static ngx_uint_t ngx_http_kcd_request_has_token(ngx_http_upstream_t *u,
+    ngx_str_t *token);
+static ngx_int_t ngx_http_kcd_process_header(ngx_http_request_t *r);
+static void ngx_http_kcd_token_in(ngx_http_request_t *r,
+    ngx_http_kcd_request_t *rq);
 static void ngx_http_kcd_wipe_element(ngx_table_elt_t *h);
-static ngx_uint_t ngx_http_kcd_list_has(ngx_list_t *list, ngx_table_elt_t *h);
 static ngx_int_t ngx_http_kcd_init_peer(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us);
 static ngx_int_t ngx_http_kcd_init_round_robin_peer(ngx_http_request_t *r,
@@ -77,8 +88,8 @@ static ngx_uint_t ngx_http_kcd_tagged(ngx_connection_t *c);
 
 
 /*
- * postconfiguration: the rewrite-phase handler, and the balancer wrapper
- * around every upstream{} block (and implicit proxy_pass upstreams).
+ * postconfiguration: the post-read handler, and the balancer wrapper around
+ * every upstream{} block (and implicit proxy_pass upstreams).
  */
 
 ngx_int_t
@@ -93,12 +104,12 @@ ngx_http_kcd_upstream_init(ngx_conf_t *cf)
 
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
 
-    h = ngx_array_push(&cmcf->phases[NGX_HTTP_REWRITE_PHASE].handlers);
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_POST_READ_PHASE].handlers);
     if (h == NULL) {
         return NGX_ERROR;
     }
 
-    *h = ngx_http_kcd_rewrite_handler;
+    *h = ngx_http_kcd_post_read_handler;
 
     umcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_upstream_module);
     if (umcf == NULL) {
@@ -125,7 +136,6 @@ ngx_http_kcd_upstream_init(ngx_conf_t *cf)
         } else if (uscfp[i]->peer.init
                    == ngx_http_upstream_init_round_robin_peer)
         {
-            /* proxy_pass http://host:port; no cache, but the backstop */
             uscfp[i]->peer.init = ngx_http_kcd_init_round_robin_peer;
         }
     }
@@ -135,77 +145,76 @@ ngx_http_kcd_upstream_init(ngx_conf_t *cf)
 
 
 /*
- * B7a: hand the delegated token ("Negotiate <base64>", request pool) to the
- * upstream request of this request in this location, and nowhere else.
+ * B7: the client's Authorization, taken on arrival in a server that uses
+ * kcd_auth.  The value is copied into the request record; the element
+ * (shared with any subrequest) is emptied and renamed to a hop-by-hop
+ * header the proxy module never forwards, because removing it would move
+ * the elements other headers_in pointers refer to.
  */
 
-ngx_int_t
-ngx_http_kcd_upstream_set_token(ngx_http_request_t *r, ngx_str_t *value)
+static ngx_int_t
+ngx_http_kcd_post_read_handler(ngx_http_request_t *r)
 {
-    ngx_table_elt_t         *h;
-    ngx_http_kcd_request_t  *rq;
+    u_char                   *p, *last;
+    size_t                    len;
+    ngx_table_elt_t          *h;
+    ngx_http_kcd_srv_conf_t  *kscf;
 
-    rq = ngx_http_kcd_request(r, 1);
-    if (rq == NULL || r != r->main) {
-        return NGX_ERROR;
+    kscf = ngx_http_get_module_srv_conf(r, ngx_http_kcd_module);
+    h = r->headers_in.authorization;
+
+    if (!kscf->auth_used || h == NULL || r != r->main) {
+        return NGX_DECLINED;
     }
 
-    if (rq->token) {
-        ngx_http_kcd_wipe_element(rq->token);
-        rq->token = NULL;
+    p = h->value.data;
+    last = p + h->value.len;
+
+    while (p < last && *p == ' ') {
+        p++;
     }
 
-    h = ngx_list_push(&r->headers_in.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
+    for (len = 0; p + len < last && p[len] != ' '; len++) { /* void */ }
+
+    if (!(len == 4 && ngx_strncasecmp(p, (u_char *) "NTLM", 4) == 0)
+        && !(len == 9 && ngx_strncasecmp(p, (u_char *) "Negotiate", 9) == 0)
+        && !(len == 5 && ngx_strncasecmp(p, (u_char *) "Basic", 5) == 0))
+    {
+        return NGX_DECLINED;
     }
 
-    ngx_str_set(&h->key, "Authorization");
-    h->lowcase_key = (u_char *) "authorization";
-    h->hash = ngx_hash_key(h->lowcase_key, h->key.len);
-    h->value = *value;
-
-    r->headers_in.authorization = h;
-
-    rq->token = h;
-    rq->token_loc = r->loc_conf;
-
-    return NGX_OK;
+    return ngx_http_kcd_custody(r) == NGX_OK
+           ? NGX_DECLINED : NGX_HTTP_INTERNAL_SERVER_ERROR;
 }
 
 
-/*
- * The client's Authorization is read once and then taken out of the
- * request, whatever the outcome of the logon (B7): an error_page target or
- * any other upstream never sees it.  Removing an element from
- * headers_in.headers would move the elements other headers_in pointers
- * refer to, and upstream modules send every element they don't override;
- * so the element (shared with any subrequest) is emptied and renamed to a
- * hop-by-hop header the proxy module never forwards.
- */
-
-ngx_int_t
-ngx_http_kcd_consume_authorization(ngx_http_request_t *r)
+static ngx_int_t
+ngx_http_kcd_custody(ngx_http_request_t *r)
 {
     ngx_table_elt_t         *h;
     ngx_http_kcd_request_t  *rq;
 
     h = r->headers_in.authorization;
 
-    if (h == NULL) {
-        return NGX_OK;
-    }
-
     rq = ngx_http_kcd_request(r, 1);
     if (rq == NULL) {
         return NGX_ERROR;
     }
 
-    if (rq->token == h) {
-        rq->token = NULL;
+    rq->client_auth.data = ngx_pnalloc(r->pool, h->value.len + 1);
+    if (rq->client_auth.data == NULL) {
+        return NGX_ERROR;
     }
 
-    rq->consumed = 1;
+    ngx_memcpy(rq->client_auth.data, h->value.data, h->value.len);
+    rq->client_auth.len = h->value.len;
+    rq->client_auth.data[h->value.len] = '\0';
+    rq->client_auth_set = 1;
+    rq->client_auth_copy = rq->client_auth;
+
+    if (h->value.len) {
+        ngx_explicit_memzero(h->value.data, h->value.len);
+    }
 
     ngx_http_kcd_wipe_element(h);
     r->headers_in.authorization = NULL;
@@ -214,116 +223,208 @@ ngx_http_kcd_consume_authorization(ngx_http_request_t *r)
 }
 
 
-static void
-ngx_http_kcd_wipe_element(ngx_table_elt_t *h)
+/*
+ * The client's Authorization of this request, once: the value is handed to
+ * the access handler and forgotten by the record (the request's identity
+ * is what an internal redirect keeps).  NGX_DECLINED when there is none,
+ * NGX_ERROR on allocation failure.
+ */
+
+ngx_int_t
+ngx_http_kcd_take_authorization(ngx_http_request_t *r, ngx_str_t *value)
 {
-    if (h->value.len) {
-        ngx_explicit_memzero(h->value.data, h->value.len);
+    ngx_http_kcd_request_t  *rq;
+
+    if (r->headers_in.authorization && ngx_http_kcd_custody(r) != NGX_OK) {
+        return NGX_ERROR;
     }
 
-    ngx_str_set(&h->key, "Keep-Alive");
-    h->lowcase_key = (u_char *) "keep-alive";
-    h->hash = ngx_hash_key(h->lowcase_key, h->key.len);
-    ngx_str_null(&h->value);
+    rq = ngx_http_kcd_request(r, 0);
+
+    if (rq == NULL || !rq->client_auth_set) {
+        return NGX_DECLINED;
+    }
+
+    *value = rq->client_auth;
+    rq->client_auth_set = 0;
+    ngx_str_null(&rq->client_auth);
+
+    return NGX_OK;
 }
 
 
 /*
- * Rewrite phase: every request entering a location (internal redirects,
- * named locations and subrequests all pass here) loses a token made for
- * another place.
+ * B7a: the delegated token ("Negotiate <base64>", request pool) for the
+ * upstream request of this request in this location, and nowhere else.
  */
 
-static ngx_int_t
-ngx_http_kcd_rewrite_handler(ngx_http_request_t *r)
+ngx_int_t
+ngx_http_kcd_upstream_set_token(ngx_http_request_t *r, ngx_str_t *value)
 {
     ngx_http_kcd_request_t  *rq;
 
+    rq = ngx_http_kcd_request(r, 1);
+    if (rq == NULL || r != r->main) {
+        return NGX_ERROR;
+    }
+
+    if (rq->token.len) {
+        ngx_explicit_memzero(rq->token.data, rq->token.len);
+    }
+
+    rq->token = *value;
+    rq->token_loc = r->loc_conf;
+    rq->token_upstream = NULL;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The content handler of locations that delegate: the upstream module's
+ * handler runs with the token in headers_in, and it leaves again as soon
+ * as the handler returns.
+ */
+
+ngx_int_t
+ngx_http_kcd_upstream_wrap_content(ngx_conf_t *cf,
+    ngx_http_kcd_loc_conf_t *klcf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->handler == NULL
+        || clcf->handler == ngx_http_kcd_content_handler)
+    {
+        return NGX_OK;
+    }
+
+    klcf->content_handler = clcf->handler;
+    clcf->handler = ngx_http_kcd_content_handler;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_kcd_content_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                 rc;
+    ngx_http_upstream_t      *u;
+    ngx_http_kcd_request_t   *rq;
+    ngx_http_kcd_loc_conf_t  *klcf;
+
+    klcf = ngx_http_get_module_loc_conf(r, ngx_http_kcd_module);
     rq = ngx_http_kcd_request(r, 0);
 
-    if (rq == NULL || rq->token == NULL) {
-        return NGX_DECLINED;
+    if (rq == NULL || rq->token.len == 0 || r != rq->request
+        || r->loc_conf != rq->token_loc)
+    {
+        return klcf->content_handler(r);
     }
 
-    if (r == r->main) {
-        /* after an internal redirect: the new location delegates anew */
-        ngx_http_kcd_wipe_element(rq->token);
-
-        if (r->headers_in.authorization == rq->token) {
-            r->headers_in.authorization = NULL;
-        }
-
-        rq->token = NULL;
-        rq->token_loc = NULL;
-
-        return NGX_DECLINED;
-    }
-
-    if (ngx_http_kcd_list_has(&r->headers_in.headers, rq->token)) {
-        if (ngx_http_kcd_private_headers(r, rq->token) != NGX_OK) {
+    if (rq->token_elt == NULL) {
+        rq->token_elt = ngx_list_push(&r->headers_in.headers);
+        if (rq->token_elt == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
     }
 
-    return NGX_DECLINED;
+    ngx_http_kcd_token_in(r, rq);
+
+    rc = klcf->content_handler(r);
+
+    u = r->upstream;
+
+    if (u && rq->token_upstream == NULL) {
+
+        if (u->request_bufs) {
+            /* the request was built within the handler */
+            if (ngx_http_kcd_build(r, rq, u) != NGX_OK) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+        } else if (u->create_request
+                   && u->create_request != ngx_http_kcd_create_request)
+        {
+            /* the body is read first: the request is built later */
+            rq->create_request = u->create_request;
+            u->create_request = ngx_http_kcd_create_request;
+        }
+    }
+
+    ngx_http_kcd_wipe_element(rq->token_elt);
+
+    if (r->headers_in.authorization == rq->token_elt) {
+        r->headers_in.authorization = NULL;
+    }
+
+    return rc;
 }
 
 
-/* a subrequest's own header list, without the parent's token */
+/* the token is in headers_in while the upstream module builds its request */
 
 static ngx_int_t
-ngx_http_kcd_private_headers(ngx_http_request_t *r, ngx_table_elt_t *token)
+ngx_http_kcd_create_request(ngx_http_request_t *r)
 {
-    ngx_uint_t        i, n;
-    ngx_list_t        list;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h, *nh;
+    ngx_int_t                rc;
+    ngx_http_kcd_request_t  *rq;
 
-    n = 0;
-    part = &r->headers_in.headers.part;
+    rq = ngx_http_kcd_request(r, 0);
 
-    while (part) {
-        n += part->nelts;
-        part = part->next;
-    }
-
-    if (ngx_list_init(&list, r->pool, n ? n : 1, sizeof(ngx_table_elt_t))
-        != NGX_OK)
-    {
+    if (rq == NULL || rq->create_request == NULL) {
         return NGX_ERROR;
     }
 
-    part = &r->headers_in.headers.part;
-    h = part->elts;
+    rc = ngx_http_kcd_build(r, rq, NULL);
 
-    for (i = 0; /* void */; i++) {
+    ngx_http_kcd_wipe_element(rq->token_elt);
 
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (&h[i] == token) {
-            continue;
-        }
-
-        nh = ngx_list_push(&list);
-        if (nh == NULL) {
-            return NGX_ERROR;
-        }
-
-        *nh = h[i];
+    if (r->headers_in.authorization == rq->token_elt) {
+        r->headers_in.authorization = NULL;
     }
 
-    r->headers_in.headers = list;
+    return rc;
+}
 
-    if (r->headers_in.authorization == token) {
-        r->headers_in.authorization = NULL;
+
+/*
+ * Put the token into headers_in (u == NULL: and call the upstream module's
+ * create_request), then record that this upstream request carries it and
+ * watch the backend's answer.
+ */
+
+static ngx_int_t
+ngx_http_kcd_build(ngx_http_request_t *r, ngx_http_kcd_request_t *rq,
+    ngx_http_upstream_t *u)
+{
+    ngx_int_t  rc;
+
+    if (u == NULL) {
+        ngx_http_kcd_token_in(r, rq);
+
+        rc = rq->create_request(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        u = r->upstream;
+    }
+
+    if (!ngx_http_kcd_request_has_token(u, &rq->token)) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "kcd: the delegated token was not sent upstream (a "
+                      "\"proxy_set_header Authorization\" replaces it?)");
+        return NGX_OK;
+    }
+
+    rq->token_upstream = u;
+
+    if (u->process_header) {
+        rq->process_header = u->process_header;
+        u->process_header = ngx_http_kcd_process_header;
     }
 
     return NGX_OK;
@@ -331,19 +432,129 @@ ngx_http_kcd_private_headers(ngx_http_request_t *r, ngx_table_elt_t *token)
 
 
 static ngx_uint_t
-ngx_http_kcd_list_has(ngx_list_t *list, ngx_table_elt_t *h)
+ngx_http_kcd_request_has_token(ngx_http_upstream_t *u, ngx_str_t *token)
 {
-    ngx_list_part_t  *part;
+    u_char       *start;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
 
-    for (part = &list->part; part; part = part->next) {
-        if (h >= (ngx_table_elt_t *) part->elts
-            && h < (ngx_table_elt_t *) part->elts + part->nelts)
+    for (cl = u->request_bufs; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (b->in_file || !ngx_buf_in_memory(b)) {
+            continue;
+        }
+
+        /* it may have been sent already: from the start of the buffer */
+        start = (b->start && b->start <= b->pos) ? b->start : b->pos;
+
+        if (b->last - start >= (ssize_t) token->len
+            && memmem(start, b->last - start, token->data, token->len))
         {
             return 1;
         }
     }
 
     return 0;
+}
+
+
+/*
+ * B15: the backend answered a request that carried our token.  401 means
+ * it refused the ticket (wrong key for the SPN, clock skew, wrong SPN): the
+ * client, who could not answer that challenge, gets 502 (as an invalid
+ * upstream answer, before proxy_intercept_errors and error_page see a 401)
+ * and the cached ticket is dropped.
+ */
+
+static ngx_int_t
+ngx_http_kcd_process_header(ngx_http_request_t *r)
+{
+    ngx_int_t                  rc;
+    ngx_str_t                  reason, *peer;
+    ngx_http_upstream_t       *u;
+    ngx_http_kcd_request_t    *rq;
+    ngx_http_kcd_main_conf_t  *kmcf;
+
+    u = r->upstream;
+    rq = ngx_http_kcd_request(r, 0);
+
+    if (rq == NULL || rq->process_header == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = rq->process_header(r);
+
+    if (u->process_header != ngx_http_kcd_process_header) {
+        /* the parser moved on (status line -> header lines) */
+        rq->process_header = u->process_header;
+        u->process_header = ngx_http_kcd_process_header;
+    }
+
+    if (rc != NGX_OK || u->headers_in.status_n != NGX_HTTP_UNAUTHORIZED) {
+        return rc;
+    }
+
+    kmcf = ngx_http_get_module_main_conf(r, ngx_http_kcd_module);
+
+    if (kmcf->cache && rq->identity && rq->spn.len) {
+        ngx_http_kcd_cache_drop(kmcf->cache, &rq->identity->principal,
+                                &rq->spn);
+    }
+
+    if (u->headers_in.www_authenticate) {
+        reason = u->headers_in.www_authenticate->value;
+
+        if (reason.len > 64) {
+            reason.len = 64;
+        }
+
+    } else {
+        ngx_str_set(&reason, "no WWW-Authenticate");
+    }
+
+    peer = u->peer.name;
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "kcd: backend %V refused the delegated ticket of \"%V\" "
+                  "for \"%V\" (401, \"%V\"): check the SPN's key in the "
+                  "backend's keytab and the clocks; cached ticket dropped",
+                  peer ? peer : &reason,
+                  rq->identity ? &rq->identity->principal : &reason,
+                  &rq->spn, &reason);
+
+    ngx_http_kcd_count(r, delegation_refused);
+
+    /* not a failure of the peer: it answered, the ticket was wrong */
+    u->peer.tries = 1;
+
+    return NGX_HTTP_UPSTREAM_INVALID_HEADER;
+}
+
+
+static void
+ngx_http_kcd_token_in(ngx_http_request_t *r, ngx_http_kcd_request_t *rq)
+{
+    ngx_table_elt_t  *h;
+
+    h = rq->token_elt;
+
+    ngx_str_set(&h->key, "Authorization");
+    h->lowcase_key = (u_char *) "authorization";
+    h->hash = ngx_hash_key(h->lowcase_key, h->key.len);
+    h->value = rq->token;
+
+    r->headers_in.authorization = h;
+}
+
+
+static void
+ngx_http_kcd_wipe_element(ngx_table_elt_t *h)
+{
+    ngx_str_set(&h->key, "Keep-Alive");
+    h->lowcase_key = (u_char *) "keep-alive";
+    h->hash = ngx_hash_key(h->lowcase_key, h->key.len);
+    ngx_str_null(&h->value);
 }
 
 
@@ -372,28 +583,9 @@ static ngx_int_t
 ngx_http_kcd_wrap_peer(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us, ngx_http_upstream_init_peer_pt init)
 {
-    ngx_uint_t                 own;
     ngx_http_upstream_t       *u;
     ngx_http_kcd_request_t    *rq;
     ngx_http_kcd_peer_data_t  *kp;
-
-    rq = ngx_http_kcd_request(r, 0);
-
-    own = 0;
-
-    if (rq && rq->token && rq->token->hash
-        && ngx_http_kcd_list_has(&r->headers_in.headers, rq->token))
-    {
-        own = (r == rq->request && r->loc_conf == rq->token_loc);
-
-        if (!own) {
-            /* B7a, failing closed: a token that is not this request's */
-            ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
-                          "kcd: a delegated token reached an upstream it "
-                          "was not made for: request not sent");
-            return NGX_ERROR;
-        }
-    }
 
     if (init(r, us) != NGX_OK) {
         return NGX_ERROR;
@@ -405,12 +597,16 @@ ngx_http_kcd_wrap_peer(ngx_http_request_t *r,
     }
 
     u = r->upstream;
+    rq = ngx_http_kcd_request(r, 0);
 
     kp->data = u->peer.data;
     kp->original_get_peer = u->peer.get;
     kp->original_free_peer = u->peer.free;
-    kp->request = r;
-    kp->carries_token = own;
+
+    /* the request is built before the balancer is asked */
+    kp->carries_token = (rq && r == rq->request && rq->token.len
+                         && r->loc_conf == rq->token_loc
+                         && ngx_http_kcd_request_has_token(u, &rq->token));
 
     u->peer.data = kp;
     u->peer.get = ngx_http_kcd_get_peer;

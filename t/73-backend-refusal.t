@@ -172,4 +172,58 @@ is_deeply(challenges('/strip', 'Negotiate realm="a'), [],
 unlike($t->error_log, qr/\[(alert|crit|emerg)\]|signal \d+/,
        'no alert, crit or crashed worker');
 
+###############################################################################
+# B15 with the proxy's clock 20 minutes ahead (libfaketime): the KDC still
+# issues the ticket, the backend refuses the authenticator (clock skew) with
+# a bare 401.
+
+SKIP: {
+    my $lib = '/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1';
+    skip "no $lib (package faketime)", 4 unless -f $lib;
+
+    my $good = KcdApache->start(dir => $dir, realm => $realm, name => 'good');
+    my $t2 = KcdTest->new;
+    $t2->write_file('users', $t->read_file('users'));
+    my $gport = $good->port;
+
+    $t2->write_config(<<"EOF",
+    kcd_keytab $keytab;
+    kcd_service_principal HTTP/proxy.kcd.test\@KCD.TEST;
+
+    server {
+        listen 127.0.0.1:%%PORT_8090%%;
+        kcd_auth ntlm;
+        kcd_ntlm_user_file %%TESTDIR%%/users;
+        kcd_ntlm_domain KCD;
+        kcd_realm KCD.TEST;
+        kcd_spn HTTP/backend.kcd.test;
+        proxy_set_header Host backend.kcd.test;
+
+        location / {
+            proxy_pass http://127.0.0.1:$gport;
+        }
+    }
+EOF
+        main => "env KRB5_CONFIG=@{[ $realm->krb5_conf ]};\nenv LD_PRELOAD;\n"
+              . "env FAKETIME;\nthread_pool default threads=4;");
+
+    {
+        local $ENV{LD_PRELOAD} = $lib;
+        local $ENV{FAKETIME} = '+20m';
+        $t2->run;
+    }
+
+    my $c2 = KcdTest::Conn->new(port => port(8090), timeout => 10);
+    my (undef, $r2) = ntlm_login($c2, '/echo', user => 'alice',
+                                 domain => 'KCD', password => $PW{alice});
+    is($r2->{status}, 502, 'proxy clock 20 min off: 502, not a bare 401');
+    ok(!$r2->has_header('WWW-Authenticate'), '... no challenge');
+    like($t2->wait_for_log(qr/refused the delegated ticket/, 3) // '',
+         qr/\[error\].*"alice\@KCD\.TEST" for "HTTP\/backend\.kcd\.test"/,
+         '... the log names principal and SPN');
+    like(do { local $/; open my $fh, '<', $good->error_log; <$fh> // '' },
+         qr/Clock skew too great/, '(the backend refused it for clock skew)');
+    $t2->stop;
+}
+
 done_testing();

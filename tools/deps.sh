@@ -11,7 +11,7 @@ slapd ldap-utils
 libwbclient-dev samba winbind libnss-winbind smbclient
 samba-ad-dc samba-ad-provision samba-dsdb-modules
 apache2 libapache2-mod-auth-gssapi
-curl openssl wrk iproute2 procps psmisc
+curl openssl wrk iproute2 procps psmisc faketime
 perl libio-socket-ssl-perl libauthen-ntlm-perl libtest-harness-perl
 python3 python3-requests python3-requests-ntlm python3-ntlm-auth python3-gssapi
 
