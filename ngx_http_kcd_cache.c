@@ -54,6 +54,8 @@ static ngx_http_kcd_cache_node_t *ngx_http_kcd_cache_lookup(
     ngx_http_kcd_cache_t *cache, ngx_uint_t hash, u_char *key, size_t len);
 static size_t ngx_http_kcd_cache_key(ngx_str_t *principal, ngx_str_t *spn,
     u_char *buf, size_t size);
+static void ngx_http_kcd_cache_remove(ngx_http_kcd_cache_t *cache,
+    ngx_str_t *principal, ngx_str_t *spn, ngx_uint_t placeholder);
 static void ngx_http_kcd_cache_delete(ngx_http_kcd_cache_t *cache,
     ngx_http_kcd_cache_node_t *cn);
 
@@ -279,27 +281,7 @@ void
 ngx_http_kcd_cache_cancel(ngx_http_kcd_cache_t *cache, ngx_str_t *principal,
     ngx_str_t *spn)
 {
-    u_char                      key[1024];
-    size_t                      len;
-    uint32_t                    hash;
-    ngx_http_kcd_cache_node_t  *cn;
-
-    len = ngx_http_kcd_cache_key(principal, spn, key, sizeof(key));
-    if (len == 0) {
-        return;
-    }
-
-    hash = ngx_crc32_short(key, len);
-
-    ngx_shmtx_lock(&cache->shpool->mutex);
-
-    cn = ngx_http_kcd_cache_lookup(cache, hash, key, len);
-
-    if (cn && cn->cred_len == 0) {
-        ngx_http_kcd_cache_delete(cache, cn);
-    }
-
-    ngx_shmtx_unlock(&cache->shpool->mutex);
+    ngx_http_kcd_cache_remove(cache, principal, spn, 1);
 }
 
 
@@ -311,6 +293,16 @@ ngx_http_kcd_cache_cancel(ngx_http_kcd_cache_t *cache, ngx_str_t *principal,
 void
 ngx_http_kcd_cache_drop(ngx_http_kcd_cache_t *cache, ngx_str_t *principal,
     ngx_str_t *spn)
+{
+    ngx_http_kcd_cache_remove(cache, principal, spn, 0);
+}
+
+
+/* the entry of (principal, SPN): a placeholder only, or a ticket only */
+
+static void
+ngx_http_kcd_cache_remove(ngx_http_kcd_cache_t *cache, ngx_str_t *principal,
+    ngx_str_t *spn, ngx_uint_t placeholder)
 {
     u_char                      key[1024];
     size_t                      len;
@@ -328,7 +320,7 @@ ngx_http_kcd_cache_drop(ngx_http_kcd_cache_t *cache, ngx_str_t *principal,
 
     cn = ngx_http_kcd_cache_lookup(cache, hash, key, len);
 
-    if (cn && cn->cred_len) {
+    if (cn && (cn->cred_len == 0) == (placeholder != 0)) {
         ngx_http_kcd_cache_delete(cache, cn);
     }
 

@@ -43,9 +43,7 @@ my $other = KcdBackend->start(port => port(9001), dir => $dir,
 
 my %PW = %KcdRealm::PASSWORDS;
 
-$t->write_file('users', join('', map {
-    "KCD\\$_:" . unpack('H*', nt_hash($PW{$_})) . "\n"
-} sort keys %PW));
+$t->write_file('users', user_file_lines('KCD', %PW));
 
 my $cert = $t->make_cert('proxy', cn => 'proxy.kcd.test');
 my $keytab = $realm->keytab('proxy');

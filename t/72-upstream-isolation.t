@@ -38,9 +38,7 @@ my $be = KcdApache->start(dir => $dir, realm => $realm,
 
 my %PW = %KcdRealm::PASSWORDS;
 
-$t->write_file('users', join('', map {
-    "KCD\\$_:" . unpack('H*', nt_hash($PW{$_})) . "\n"
-} sort keys %PW));
+$t->write_file('users', user_file_lines('KCD', %PW));
 
 my $keytab = $realm->keytab('proxy');
 my $aport = $be->port;

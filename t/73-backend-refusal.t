@@ -49,9 +49,7 @@ my $rec = KcdBackend->start(port => port(9000), dir => $dir);
 
 my %PW = %KcdRealm::PASSWORDS;
 
-$t->write_file('users', join('', map {
-    "KCD\\$_:" . unpack('H*', nt_hash($PW{$_})) . "\n"
-} sort keys %PW));
+$t->write_file('users', user_file_lines('KCD', %PW));
 
 my $keytab = $realm->keytab('proxy');
 my $wport = $wrong->port;

@@ -36,9 +36,7 @@ $realm->set_kdc_address('127.0.0.1', $relay->port);
 
 my %PW = %KcdRealm::PASSWORDS;
 
-$t->write_file('users', join('', map {
-    "KCD\\$_:" . unpack('H*', nt_hash($PW{$_})) . "\n"
-} sort keys %PW));
+$t->write_file('users', user_file_lines('KCD', %PW));
 
 my $keytab = $realm->keytab('proxy');
 my $bport = $be->port;

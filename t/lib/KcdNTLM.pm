@@ -23,6 +23,7 @@ our @EXPORT_OK = qw(
     b64 unb64 md4 hmac_md5 nt_hash ntowfv2 utf16le from_utf16le
     cb_hash_from_cert_der tls_server_end_point cert_sig_hash
     parse_av build_av av_get filetime_now ntlm_login verify_type3
+    user_file_lines
     NTLMSSP_NEGOTIATE_UNICODE NTLMSSP_NEGOTIATE_OEM
     NTLMSSP_REQUEST_TARGET NTLMSSP_NEGOTIATE_SIGN NTLMSSP_NEGOTIATE_SEAL
     NTLMSSP_NEGOTIATE_DATAGRAM NTLMSSP_NEGOTIATE_LM_KEY
@@ -159,6 +160,16 @@ sub hmac_md5 {
     my $ipad = $key ^ ("\x36" x 64);
     my $opad = $key ^ ("\x5c" x 64);
     return md5($opad . md5($ipad . $data));
+}
+
+# user_file_lines('KCD', user => password, ...): the lines of a
+# kcd_ntlm_user_file ("KCD\user:<NT hash>"), one per user, sorted by name.
+sub user_file_lines {
+    my ($domain, %pw) = @_;
+    my $prefix = length $domain ? "$domain\\" : '';
+    return join '', map {
+        $prefix . $_ . ':' . unpack('H*', nt_hash($pw{$_})) . "\n"
+    } sort keys %pw;
 }
 
 sub nt_hash {
