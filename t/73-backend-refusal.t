@@ -133,8 +133,8 @@ $c = KcdTest::Conn->new(port => $port, timeout => 10);
 is($r->{status}, 502, 'next request: 502 again');
 ok($realm->count_requests(since => $kmark, type => 'TGS_REQ') >= 1,
    'the cached ticket was dropped: the KDC was asked again');
-like($t->read_file('cache.log') // '', qr/^MISS\|502\|\/echo\?2$/m,
-     '$kcd_ticket_cache_status MISS after the drop');
+ok($t->wait_for_log(qr/^MISS\|502\|\/echo\?2$/m, 3, 'cache.log'),
+   '$kcd_ticket_cache_status MISS after the drop');
 
 ###############################################################################
 # B16
