@@ -34,7 +34,7 @@ $(BUILD)/ngx_http_kcd_module.so: $(BUILD)/nginx/objs/Makefile $(SRCS)
 	# a new inode: running workers keep the old code mapped
 	cp $(BUILD)/nginx/objs/ngx_http_kcd_module.so $@.tmp && mv -f $@.tmp $@
 
-tools: $(BUILD)/kcd-ntlm-hash $(BUILD)/ntlm_unit
+tools: $(BUILD)/kcd-ntlm-hash $(BUILD)/ntlm_unit $(BUILD)/spnego_unit
 
 $(BUILD)/kcd-ntlm-hash: tools/kcd-ntlm-hash.c ngx_http_kcd_ntlm_crypto.c ngx_http_kcd_ntlm_crypto.h
 	@mkdir -p $(BUILD)
@@ -44,14 +44,19 @@ $(BUILD)/ntlm_unit: t/unit/ntlm_unit.c ngx_http_kcd_ntlm.c ngx_http_kcd_ntlm.h n
 	@mkdir -p $(BUILD)
 	$(CC) $(KCD_CFLAGS) -I. -o $@ t/unit/ntlm_unit.c ngx_http_kcd_ntlm.c ngx_http_kcd_ntlm_crypto.c -lcrypto
 
+$(BUILD)/spnego_unit: t/unit/spnego_unit.c ngx_http_kcd_spnego.c ngx_http_kcd_spnego.h
+	@mkdir -p $(BUILD)
+	$(CC) $(KCD_CFLAGS) -I. -o $@ t/unit/spnego_unit.c ngx_http_kcd_spnego.c -lcrypto
+
 deps:
 	sh tools/deps.sh
 
 test: deps all
 	prove -I t/lib t/
 
-unit: $(BUILD)/ntlm_unit
+unit: $(BUILD)/ntlm_unit $(BUILD)/spnego_unit
 	$(BUILD)/ntlm_unit
+	$(BUILD)/spnego_unit
 
 demo: deps all
 	sh tools/demo.sh start
