@@ -130,6 +130,7 @@ typedef struct {
     ngx_str_t                  basic_realm;
     ngx_str_t                  realm;
     ngx_http_complex_value_t  *spn;
+    u_char                    *upstream_cb;  /* B22: 16 bytes, NULL: off */
 
     /* where kcd_auth / kcd_spn were set, for nginx -t messages */
     ngx_str_t                  auth_file;
@@ -312,6 +313,7 @@ struct ngx_http_kcd_task_s {
     u_char                    *token;
     size_t                     token_len;
     kcd_gss_buf_t              evidence;      /* borrowed, not owned */
+    const u_char              *upstream_cb;   /* B22, 16 bytes or NULL */
 
     /* outputs, malloc()ed by the libraries where noted */
     int                        status;
@@ -395,6 +397,10 @@ ngx_int_t ngx_http_kcd_negotiate(ngx_http_request_t *r,
 /* ngx_http_kcd_delegate.c */
 ngx_int_t ngx_http_kcd_delegate(ngx_http_request_t *r,
     ngx_http_kcd_loc_conf_t *klcf, ngx_http_kcd_ctx_t *ctx);
+
+/* ngx_http_kcd_upstream_cb.c */
+char *ngx_http_kcd_upstream_cb_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 /* ngx_http_kcd_cache.c */
 char *ngx_http_kcd_cache_conf(ngx_conf_t *cf, ngx_command_t *cmd,

@@ -116,8 +116,8 @@ ngx_http_kcd_delegate(ngx_http_request_t *r, ngx_http_kcd_loc_conf_t *klcf,
 
         if (rc == NGX_OK && cred.len == 0) {
             if (kcd_gss_token_local(kmcf->gss, (char *) principal->data,
-                                    (char *) ctx->spn.data, &token, err,
-                                    sizeof(err))
+                                    (char *) ctx->spn.data, klcf->upstream_cb,
+                                    &token, err, sizeof(err))
                 == KCD_GSS_OK)
             {
                 return ngx_http_kcd_delegate_hit(r, ctx, &token);
@@ -156,7 +156,8 @@ ngx_http_kcd_delegate(ngx_http_request_t *r, ngx_http_kcd_loc_conf_t *klcf,
 
             if (kcd_gss_token_fast(kmcf->gss, (char *) principal->data,
                                    &cred, serial, (char *) ctx->spn.data,
-                                   &token, err, sizeof(err))
+                                   klcf->upstream_cb, &token, err,
+                                   sizeof(err))
                 == KCD_GSS_OK)
             {
                 ngx_explicit_memzero(cred.data, cred.len);
@@ -183,6 +184,7 @@ ngx_http_kcd_delegate(ngx_http_request_t *r, ngx_http_kcd_loc_conf_t *klcf,
 
     t->principal = (char *) principal->data;   /* NUL-terminated */
     t->spn = (char *) ctx->spn.data;
+    t->upstream_cb = klcf->upstream_cb;
 
     if (ngx_http_kcd_own_evidence(r, ctx, &evidence)) {
         t->evidence = evidence;

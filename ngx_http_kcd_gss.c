@@ -28,8 +28,10 @@
 #include <gssapi/gssapi.h>
 #include <gssapi/gssapi_ext.h>
 #include <gssapi/gssapi_krb5.h>
+#include <openssl/asn1.h>
 
 #include "ngx_http_kcd_gss.h"
+#include "ngx_http_kcd_spnego.h"
 
 
 /* seconds of keytab-only accepting after the proxy TGT could not be had */
@@ -48,8 +50,7 @@ typedef struct {
     char             *spn;
     gss_name_t        target;
     gss_cred_id_t     cred;
-    krb5_creds       *kcreds;     /* the service ticket, for the fast path */
-    krb5_key          key;        /* its session key: derived keys kept */
+    krb5_creds       *kcreds;     /* the service ticket, taken out once */
 } kcd_gss_handle_t;
 
 
@@ -72,10 +73,6 @@ struct kcd_gss_s {
 
     /* imported credentials for kcd_gss_token_fast(), event loop only */
     kcd_gss_handle_t  handles[KCD_GSS_HANDLES];
-
-    /* upstream tokens by path: our AP-REQ, krb5_mk_req_extended() */
-    unsigned long     tokens_direct;
-    unsigned long     tokens_mk_req;
 };
 
 
@@ -92,16 +89,10 @@ static gss_OID_set_desc  kcd_krb5_set = { 1, &kcd_krb5_oid };
 
 static void kcd_gss_forget_tgt(kcd_gss_t *g);
 static void kcd_gss_handle_free(kcd_gss_t *g, kcd_gss_handle_t *h);
-static krb5_creds *kcd_gss_service_creds(kcd_gss_t *g, gss_cred_id_t cred,
-    const char *spn);
-static int kcd_gss_ap_req_token(kcd_gss_t *g, krb5_creds *creds,
-    kcd_gss_buf_t *token);
-static int kcd_gss_authenticator_token(kcd_gss_t *g, kcd_gss_handle_t *h,
-    kcd_gss_buf_t *token);
-static int kcd_gss_local_token(kcd_gss_t *g, kcd_gss_handle_t *h,
-    kcd_gss_buf_t *token);
-static int kcd_gss_spnego_wrap(const uint8_t *ap_req, size_t len,
-    kcd_gss_buf_t *token);
+static krb5_creds *kcd_gss_service_creds(krb5_context kctx,
+    gss_cred_id_t cred, const char *spn);
+static int kcd_gss_ap_req_token(krb5_context kctx, krb5_creds *creds,
+    const uint8_t *cb, kcd_gss_buf_t *token, char *err, size_t errlen);
 
 
 static void
@@ -375,7 +366,9 @@ kcd_gss_init(kcd_gss_t **gp, const char *keytab, const char *principal,
     g->lock_inited = 1;
 
     if (krb5_init_context(&g->keep) != 0) {
-        g->keep = NULL;    /* slower, not fatal */
+        g->keep = NULL;
+        kcd_gss_err(err, errlen, "krb5_init_context() failed");
+        goto failed;
     }
 
     *gp = g;
@@ -987,60 +980,19 @@ kcd_gss_token_args(const kcd_gss_buf_t *cred, const char *spn,
 
 
 /*
- * An upstream token by gss_init_sec_context().  No mutual authentication:
- * the upstream answer is not read back, and every request needs a fresh
- * authenticator (replay caches, B7).
+ * The thread pool's token, right after the KDC exchange: a krb5 context
+ * of its own (one per call, B9), the same AP-REQ builder as the event
+ * loop's kcd_gss_token_fast().
  */
-
-static int
-kcd_gss_init_token(gss_cred_id_t cred, gss_name_t target, const char *spn,
-    kcd_gss_buf_t *token, char *err, size_t errlen)
-{
-    int              rc;
-    OM_uint32        major, minor;
-    gss_ctx_id_t     ctx;
-    gss_buffer_desc  out;
-
-    ctx = GSS_C_NO_CONTEXT;
-
-    major = gss_init_sec_context(&minor, cred, &ctx, target,
-                                 &kcd_spnego_oid, 0, GSS_C_INDEFINITE,
-                                 GSS_C_NO_CHANNEL_BINDINGS, GSS_C_NO_BUFFER,
-                                 NULL, &out, NULL, NULL);
-    if (GSS_ERROR(major)) {
-        char  what[1200];
-
-        snprintf(what, sizeof(what), "token for %s from the cached "
-                 "credential", spn);
-        rc = kcd_gss_fail(what, major, minor, NULL, err, errlen);
-
-        if (ctx != GSS_C_NO_CONTEXT) {
-            gss_delete_sec_context(&minor, &ctx, GSS_C_NO_BUFFER);
-        }
-
-        return (rc == KCD_GSS_UNAVAILABLE) ? rc : KCD_GSS_ERROR;
-    }
-
-    rc = kcd_gss_copy_buf(&out, token);
-    if (rc != KCD_GSS_OK) {
-        kcd_gss_err(err, errlen, "out of memory");
-    }
-
-    if (ctx != GSS_C_NO_CONTEXT) {
-        gss_delete_sec_context(&minor, &ctx, GSS_C_NO_BUFFER);
-    }
-
-    return rc;
-}
-
 
 int
 kcd_gss_token(kcd_gss_t *g, const kcd_gss_buf_t *cred, const char *spn,
-    kcd_gss_buf_t *token, char *err, size_t errlen)
+    const uint8_t *cb, kcd_gss_buf_t *token, char *err, size_t errlen)
 {
     int              rc;
     OM_uint32        major, minor;
-    gss_name_t       target;
+    krb5_creds      *kcreds;
+    krb5_context     kctx;
     gss_cred_id_t    icred;
     gss_buffer_desc  buf;
 
@@ -1048,13 +1000,13 @@ kcd_gss_token(kcd_gss_t *g, const kcd_gss_buf_t *cred, const char *spn,
         return KCD_GSS_ERROR;
     }
 
-    target = GSS_C_NO_NAME;
-    icred = GSS_C_NO_CREDENTIAL;
-
-    rc = kcd_gss_import_name(spn, &target, err, errlen);
-    if (rc != KCD_GSS_OK) {
-        goto done;
+    if (krb5_init_context(&kctx) != 0) {
+        kcd_gss_err(err, errlen, "krb5_init_context() failed");
+        return KCD_GSS_ERROR;
     }
+
+    icred = GSS_C_NO_CREDENTIAL;
+    kcreds = NULL;
 
     buf.value = cred->data;
     buf.length = cred->len;
@@ -1067,17 +1019,27 @@ kcd_gss_token(kcd_gss_t *g, const kcd_gss_buf_t *cred, const char *spn,
         goto done;
     }
 
-    rc = kcd_gss_init_token(icred, target, spn, token, err, errlen);
+    kcreds = kcd_gss_service_creds(kctx, icred, spn);
+    if (kcreds == NULL) {
+        kcd_gss_err(err, errlen, "the credential holds no ticket for %s",
+                    spn);
+        rc = KCD_GSS_ERROR;
+        goto done;
+    }
+
+    rc = kcd_gss_ap_req_token(kctx, kcreds, cb, token, err, errlen);
 
 done:
+
+    if (kcreds) {
+        krb5_free_creds(kctx, kcreds);
+    }
 
     if (icred != GSS_C_NO_CREDENTIAL) {
         gss_release_cred(&minor, &icred);
     }
 
-    if (target != GSS_C_NO_NAME) {
-        gss_release_name(&minor, &target);
-    }
+    krb5_free_context(kctx);
 
     return rc;
 }
@@ -1421,10 +1383,6 @@ kcd_gss_handle_free(kcd_gss_t *g, kcd_gss_handle_t *h)
 {
     OM_uint32  minor;
 
-    if (h->key && g->keep) {
-        krb5_k_free_key(g->keep, h->key);
-    }
-
     if (h->kcreds && g->keep) {
         krb5_free_creds(g->keep, h->kcreds);
     }
@@ -1471,15 +1429,16 @@ kcd_gss_fnv1a(const char *p, const char *s)
 
 /*
  * kcd_gss_token() for the event loop's cache hits: the imported
- * credential and the target name are kept per worker, keyed by the
- * credential's bytes, so a request costs one gss_init_sec_context() (no
- * import, no name parsing, no KDC).  Not thread-safe: one thread only.
+ * credential and its service ticket are kept per worker, keyed by the
+ * credential's bytes, so a request costs one krb5_mk_req_extended() on the
+ * worker's long-lived krb5 context (no import, no krb5.conf, no KDC).
+ * Not thread-safe: one thread only.
  */
 
 int
 kcd_gss_token_fast(kcd_gss_t *g, const char *principal,
     const kcd_gss_buf_t *cred, uint64_t serial, const char *spn,
-    kcd_gss_buf_t *token, char *err, size_t errlen)
+    const uint8_t *cb, kcd_gss_buf_t *token, char *err, size_t errlen)
 {
     int                rc;
     uint32_t           hash;
@@ -1514,12 +1473,6 @@ kcd_gss_token_fast(kcd_gss_t *g, const char *principal,
         h->len = cred->len;
         h->hash = hash;
 
-        rc = kcd_gss_import_name(spn, &h->target, err, errlen);
-        if (rc != KCD_GSS_OK) {
-            kcd_gss_handle_free(g, h);
-            return rc;
-        }
-
         buf.value = cred->data;
         buf.length = cred->len;
 
@@ -1531,16 +1484,18 @@ kcd_gss_token_fast(kcd_gss_t *g, const char *principal,
             return KCD_GSS_ERROR;
         }
 
-        h->kcreds = kcd_gss_service_creds(g, h->cred, spn);
+        h->kcreds = kcd_gss_service_creds(g->keep, h->cred, spn);
+        if (h->kcreds == NULL) {
+            kcd_gss_err(err, errlen, "the credential holds no ticket for %s",
+                        spn);
+            kcd_gss_handle_free(g, h);
+            return KCD_GSS_ERROR;
+        }
     }
 
     h->serial = serial;
 
-    if (kcd_gss_local_token(g, h, token) == KCD_GSS_OK) {
-        return KCD_GSS_OK;
-    }
-
-    rc = kcd_gss_init_token(h->cred, h->target, spn, token, err, errlen);
+    rc = kcd_gss_ap_req_token(g->keep, h->kcreds, cb, token, err, errlen);
 
     if (rc != KCD_GSS_OK) {
         kcd_gss_handle_free(g, h);
@@ -1551,17 +1506,12 @@ kcd_gss_token_fast(kcd_gss_t *g, const char *principal,
 
 
 /*
- * The fast path of kcd_gss_token_fast(): the service ticket taken out of
- * the imported credential once, then per request just what MIT's own
- * gss_init_sec_context() does (RFC 4121 4.1: an AP-REQ with the 0x8003
- * checksum and a new subkey, GSS framing, SPNEGO NegTokenInit with the
- * krb5 token, RFC 4178), but on the worker's long-lived krb5 context: no
- * krb5.conf checks, no per-call context set-up.  Any failure falls back to
- * gss_init_sec_context().
+ * The service ticket for spn taken out of an imported credential (a copy
+ * through a private MEMORY: ccache), or NULL.
  */
 
 static krb5_creds *
-kcd_gss_service_creds(kcd_gss_t *g, gss_cred_id_t cred, const char *spn)
+kcd_gss_service_creds(krb5_context kctx, gss_cred_id_t cred, const char *spn)
 {
     char             name[64];
     OM_uint32        major, minor;
@@ -1572,14 +1522,10 @@ kcd_gss_service_creds(kcd_gss_t *g, gss_cred_id_t cred, const char *spn)
 
     static unsigned long  n;
 
-    if (g->keep == NULL) {
-        return NULL;
-    }
+    snprintf(name, sizeof(name), "MEMORY:kcd-tkt-%ld-%lu", (long) getpid(),
+             __atomic_add_fetch(&n, 1, __ATOMIC_RELAXED));
 
-    snprintf(name, sizeof(name), "MEMORY:kcd-fast-%ld-%lu",
-             (long) getpid(), ++n);
-
-    if (krb5_cc_resolve(g->keep, name, &cc) != 0) {
+    if (krb5_cc_resolve(kctx, name, &cc) != 0) {
         return NULL;
     }
 
@@ -1591,46 +1537,55 @@ kcd_gss_service_creds(kcd_gss_t *g, gss_cred_id_t cred, const char *spn)
         goto done;
     }
 
-    if (krb5_parse_name(g->keep, spn, &server) != 0) {
+    if (krb5_parse_name(kctx, spn, &server) != 0) {
         goto done;
     }
 
-    if (krb5_cc_start_seq_get(g->keep, cc, &cur) != 0) {
+    if (krb5_cc_start_seq_get(kctx, cc, &cur) != 0) {
         goto done;
     }
 
-    while (out == NULL && krb5_cc_next_cred(g->keep, cc, &cur, &c) == 0) {
+    while (out == NULL && krb5_cc_next_cred(kctx, cc, &cur, &c) == 0) {
 
-        if (krb5_principal_compare_any_realm(g->keep, c.server, server)
+        if (krb5_principal_compare_any_realm(kctx, c.server, server)
             && c.ticket.length)
         {
-            if (krb5_copy_creds(g->keep, &c, &out) != 0) {
+            if (krb5_copy_creds(kctx, &c, &out) != 0) {
                 out = NULL;
             }
         }
 
-        krb5_free_cred_contents(g->keep, &c);
+        krb5_free_cred_contents(kctx, &c);
     }
 
-    krb5_cc_end_seq_get(g->keep, cc, &cur);
+    krb5_cc_end_seq_get(kctx, cc, &cur);
 
 done:
 
     if (server) {
-        krb5_free_principal(g->keep, server);
+        krb5_free_principal(kctx, server);
     }
 
-    krb5_cc_destroy(g->keep, cc);
+    krb5_cc_destroy(kctx, cc);
 
     return out;
 }
 
 
 /*
- * RFC 4121 4.1.1: Lgth 16, no channel bindings, flags.  The data is the
- * caller's (krb5_mk_req_extended() does not free what this returns, as
- * with MIT's own GSSAPI).
+ * RFC 4121 4.1.1: the authenticator checksum of the krb5 GSS mechanism,
+ * type 0x8003, 24 bytes: Lgth (16, u32 LE), Bnd (MD5 of the channel
+ * bindings, RFC 4121 4.1.1.2, zeros without), Flags (u32 LE).  What MIT's
+ * gss_init_sec_context() sends without mutual authentication (the
+ * upstream answer is not read back and every request needs a fresh
+ * authenticator, B7).  The data is the caller's: krb5_mk_req_extended()
+ * does not free what this returns.
  */
+
+#define KCD_GSS_CKSUMTYPE_GSSAPI  0x8003
+#define KCD_GSS_CKSUM_LEN         24
+#define KCD_GSS_CKSUM_BND         4
+#define KCD_GSS_CKSUM_FLAGS       20
 
 static krb5_error_code KRB5_CALLCONV
 kcd_gss_cksum(krb5_context ctx, krb5_auth_context actx, void *data,
@@ -1642,106 +1597,184 @@ kcd_gss_cksum(krb5_context ctx, krb5_auth_context actx, void *data,
 }
 
 
-static size_t
-kcd_der_size(size_t len)
-{
-    if (len < 0x80) {
-        return 2 + len;
-    }
+/*
+ * RFC 2743 3.1 framing of the krb5 mechanism's first token (RFC 4121
+ * 4.1): [APPLICATION 0] { thisMech = the krb5 OID, TOK_ID 01 00, the
+ * AP-REQ }, the headers written by OpenSSL's ASN.1 encoder.
+ */
 
-    if (len < 0x100) {
-        return 3 + len;
-    }
-
-    if (len < 0x10000) {
-        return 4 + len;
-    }
-
-    return 5 + len;
-}
-
-
-static uint8_t *
-kcd_der_hdr(uint8_t *p, uint8_t tag, size_t len)
-{
-    *p++ = tag;
-
-    if (len < 0x80) {
-        *p++ = (uint8_t) len;
-
-    } else if (len < 0x100) {
-        *p++ = 0x81;
-        *p++ = (uint8_t) len;
-
-    } else if (len < 0x10000) {
-        *p++ = 0x82;
-        *p++ = (uint8_t) (len >> 8);
-        *p++ = (uint8_t) len;
-
-    } else {
-        *p++ = 0x83;
-        *p++ = (uint8_t) (len >> 16);
-        *p++ = (uint8_t) (len >> 8);
-        *p++ = (uint8_t) len;
-    }
-
-    return p;
-}
-
+static const uint8_t  kcd_gss_tok_id_ap_req[2] = { 0x01, 0x00 };
 
 static int
-kcd_gss_ap_req_token(kcd_gss_t *g, krb5_creds *creds, kcd_gss_buf_t *token)
+kcd_gss_frame(const krb5_data *ap_req, uint8_t **out, size_t *out_len)
 {
-    int                 rc;
-    char                cks[24];
-    krb5_data           ap_req, cksum;
-    krb5_auth_context   actx;
+    int             oid, inner, total;
+    uint8_t        *p;
+    const gss_OID   mech = (const gss_OID) gss_mech_krb5;
 
-    if (time(NULL) >= creds->times.endtime) {
+    if (ap_req->length > 0x1000000) {
+        return KCD_GSS_ERROR;
+    }
+
+    oid = ASN1_object_size(0, (int) mech->length, V_ASN1_OBJECT);
+    inner = oid + (int) sizeof(kcd_gss_tok_id_ap_req) + (int) ap_req->length;
+    total = ASN1_object_size(1, inner, 0);
+
+    if (oid < 0 || total < 0) {
+        return KCD_GSS_ERROR;
+    }
+
+    *out = malloc(total);
+    if (*out == NULL) {
+        return KCD_GSS_ERROR;
+    }
+
+    p = *out;
+    ASN1_put_object(&p, 1, inner, 0, V_ASN1_APPLICATION);
+    ASN1_put_object(&p, 0, (int) mech->length, V_ASN1_OBJECT,
+                    V_ASN1_UNIVERSAL);
+    memcpy(p, mech->elements, mech->length);
+    p += mech->length;
+    memcpy(p, kcd_gss_tok_id_ap_req, sizeof(kcd_gss_tok_id_ap_req));
+    p += sizeof(kcd_gss_tok_id_ap_req);
+    memcpy(p, ap_req->data, ap_req->length);
+    p += ap_req->length;
+
+    *out_len = p - *out;
+
+    if (*out_len != (size_t) total) {
+        free(*out);
+        *out = NULL;
+        return KCD_GSS_ERROR;
+    }
+
+    return KCD_GSS_OK;
+}
+
+
+/*
+ * One upstream token (B7): the AP-REQ by MIT's krb5_mk_req_extended()
+ * (a new subkey and sequence number, the RFC 4121 checksum above, the
+ * authenticator encrypted with the ticket's session key), framed for the
+ * krb5 mechanism and offered in a SPNEGO NegTokenInit (RFC 4178) by the
+ * SPNEGO codec.  cb: NULL, or the 16-byte channel binding hash (B22).
+ */
+
+static int
+kcd_gss_ap_req_token(krb5_context kctx, krb5_creds *creds,
+    const uint8_t *cb, kcd_gss_buf_t *token, char *err, size_t errlen)
+{
+    int                  rc;
+    char                 cks[KCD_GSS_CKSUM_LEN];
+    size_t               framed_len, out_len;
+    uint8_t             *framed;
+    unsigned char       *out;
+    krb5_data            ap_req, cksum;
+    krb5_error_code      code;
+    krb5_auth_context    actx;
+    kcd_spnego_mech_t    mech;
+    const char          *msg;
+
+    token->data = NULL;
+    token->len = 0;
+
+    if (time(NULL) >= (time_t) (uint32_t) creds->times.endtime) {
+        kcd_gss_err(err, errlen, "the service ticket has expired");
         return KCD_GSS_ERROR;
     }
 
     actx = NULL;
     ap_req.data = NULL;
     ap_req.length = 0;
+    framed = NULL;
+    out = NULL;
     rc = KCD_GSS_ERROR;
 
     memset(cks, 0, sizeof(cks));
     cks[0] = 16;
-    cks[20] = (char) (GSS_C_CONF_FLAG | GSS_C_INTEG_FLAG);
+
+    if (cb) {
+        memcpy(cks + KCD_GSS_CKSUM_BND, cb, 16);
+    }
+
+    cks[KCD_GSS_CKSUM_FLAGS] = (char) (GSS_C_CONF_FLAG | GSS_C_INTEG_FLAG);
 
     cksum.magic = KV5M_DATA;
     cksum.length = sizeof(cks);
     cksum.data = cks;
 
-    if (krb5_auth_con_init(g->keep, &actx) != 0
-        || krb5_auth_con_setflags(g->keep, actx,
-                                  KRB5_AUTH_CONTEXT_DO_SEQUENCE) != 0
-        || krb5_auth_con_set_req_cksumtype(g->keep, actx, 0x8003) != 0
-        || krb5_auth_con_set_checksum_func(g->keep, actx, kcd_gss_cksum,
-                                           &cksum) != 0
-        || krb5_mk_req_extended(g->keep, &actx, AP_OPTS_USE_SUBKEY, NULL,
-                                creds, &ap_req) != 0)
-    {
+    code = krb5_auth_con_init(kctx, &actx);
+
+    if (code == 0) {
+        code = krb5_auth_con_setflags(kctx, actx,
+                                      KRB5_AUTH_CONTEXT_DO_SEQUENCE);
+    }
+
+    if (code == 0) {
+        code = krb5_auth_con_set_req_cksumtype(kctx, actx,
+                                               KCD_GSS_CKSUMTYPE_GSSAPI);
+    }
+
+    if (code == 0) {
+        code = krb5_auth_con_set_checksum_func(kctx, actx, kcd_gss_cksum,
+                                               &cksum);
+    }
+
+    if (code == 0) {
+        code = krb5_mk_req_extended(kctx, &actx, AP_OPTS_USE_SUBKEY, NULL,
+                                    creds, &ap_req);
+    }
+
+    if (code != 0) {
+        msg = krb5_get_error_message(kctx, code);
+        kcd_gss_err(err, errlen, "krb5_mk_req_extended(): %s", msg);
+        krb5_free_error_message(kctx, msg);
         goto done;
     }
 
-    if (kcd_gss_spnego_wrap((uint8_t *) ap_req.data, ap_req.length, token)
-        != KCD_GSS_OK)
-    {
+    if (kcd_gss_frame(&ap_req, &framed, &framed_len) != KCD_GSS_OK) {
+        kcd_gss_err(err, errlen, "GSS framing of the AP-REQ failed");
         goto done;
     }
+
+    mech = KCD_SPNEGO_MECH_KRB5;
+
+    if (kcd_spnego_encode_init(&mech, 1, framed, framed_len, &out, &out_len)
+        != 0)
+    {
+        kcd_gss_err(err, errlen, "SPNEGO NegTokenInit encoding failed");
+        goto done;
+    }
+
+    /* kcd_gss_free() owns what is returned: malloc()ed */
+
+    token->data = malloc(out_len);
+    if (token->data == NULL) {
+        kcd_gss_err(err, errlen, "out of memory");
+        goto done;
+    }
+
+    memcpy(token->data, out, out_len);
+    token->len = out_len;
 
     rc = KCD_GSS_OK;
 
 done:
 
+    if (out) {
+        kcd_spnego_free(out);
+    }
+
+    if (framed) {
+        free(framed);
+    }
+
     if (ap_req.data) {
-        krb5_free_data_contents(g->keep, &ap_req);
+        krb5_free_data_contents(kctx, &ap_req);
     }
 
     if (actx) {
-        krb5_auth_con_free(g->keep, actx);
+        krb5_auth_con_free(kctx, actx);
     }
 
     return rc;
@@ -1784,10 +1817,10 @@ kcd_gss_local_serial(kcd_gss_t *g, const char *principal, const char *spn)
 
 int
 kcd_gss_token_local(kcd_gss_t *g, const char *principal, const char *spn,
-    kcd_gss_buf_t *token, char *err, size_t errlen)
+    const uint8_t *cb, kcd_gss_buf_t *token, char *err, size_t errlen)
 {
+    int                rc;
     kcd_gss_handle_t  *h;
-    kcd_gss_buf_t      blob;
 
     token->data = NULL;
     token->len = 0;
@@ -1798,427 +1831,11 @@ kcd_gss_token_local(kcd_gss_t *g, const char *principal, const char *spn,
         return KCD_GSS_ERROR;
     }
 
-    if (kcd_gss_local_token(g, h, token) == KCD_GSS_OK) {
-        return KCD_GSS_OK;
+    rc = kcd_gss_ap_req_token(g->keep, h->kcreds, cb, token, err, errlen);
+
+    if (rc != KCD_GSS_OK) {
+        kcd_gss_handle_free(g, h);
     }
-
-    /* the gss_init_sec_context() path, with the same credential */
-
-    blob.data = h->blob;
-    blob.len = h->len;
-
-    return kcd_gss_token_fast(g, principal, &blob, h->serial, spn, token,
-                              err, errlen);
-}
-
-
-/* the krb5 mechanism OID with its DER header, RFC 1964 */
-static const uint8_t  kcd_krb5_oid_der[] = {
-    0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x12, 0x01, 0x02, 0x02
-};
-
-static const uint8_t  kcd_spnego_oid_der[] = {
-    0x06, 0x06, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x02
-};
-
-
-/*
- * GSS framing (RFC 2743 3.1, RFC 4121 4.1: TOK_ID 01 00) of an AP-REQ and
- * a SPNEGO NegTokenInit around it (RFC 4178: mechTypes = krb5, mechToken)
- */
-
-static int
-kcd_gss_spnego_wrap(const uint8_t *ap_req, size_t len, kcd_gss_buf_t *token)
-{
-    size_t    inner, krb, mech_token, a2, mech_types, a0, init, outer_a0,
-              total;
-    uint8_t  *p;
-
-    inner = sizeof(kcd_krb5_oid_der) + 2 + len;
-    krb = kcd_der_size(inner);
-    mech_token = kcd_der_size(krb);                  /* OCTET STRING */
-    a2 = kcd_der_size(mech_token);
-    mech_types = kcd_der_size(sizeof(kcd_krb5_oid_der));
-    a0 = kcd_der_size(mech_types);
-    init = kcd_der_size(a0 + a2);                    /* NegTokenInit */
-    outer_a0 = kcd_der_size(init);
-    total = kcd_der_size(sizeof(kcd_spnego_oid_der) + outer_a0);
-
-    token->data = malloc(total);
-    if (token->data == NULL) {
-        return KCD_GSS_ERROR;
-    }
-
-    p = token->data;
-    p = kcd_der_hdr(p, 0x60, sizeof(kcd_spnego_oid_der) + outer_a0);
-    memcpy(p, kcd_spnego_oid_der, sizeof(kcd_spnego_oid_der));
-    p += sizeof(kcd_spnego_oid_der);
-    p = kcd_der_hdr(p, 0xa0, init);
-    p = kcd_der_hdr(p, 0x30, a0 + a2);
-    p = kcd_der_hdr(p, 0xa0, mech_types);
-    p = kcd_der_hdr(p, 0x30, sizeof(kcd_krb5_oid_der));
-    memcpy(p, kcd_krb5_oid_der, sizeof(kcd_krb5_oid_der));
-    p += sizeof(kcd_krb5_oid_der);
-    p = kcd_der_hdr(p, 0xa2, mech_token);
-    p = kcd_der_hdr(p, 0x04, krb);
-    p = kcd_der_hdr(p, 0x60, inner);
-    memcpy(p, kcd_krb5_oid_der, sizeof(kcd_krb5_oid_der));
-    p += sizeof(kcd_krb5_oid_der);
-    *p++ = 0x01;
-    *p++ = 0x00;
-    memcpy(p, ap_req, len);
-    p += len;
-
-    token->len = p - token->data;
-
-    if (token->len != total) {
-        free(token->data);
-        token->data = NULL;
-        token->len = 0;
-        return KCD_GSS_ERROR;
-    }
-
-    return KCD_GSS_OK;
-}
-
-
-/*
- * DER written backwards: each element's content first, then its header in
- * front of it.
- */
-
-typedef struct {
-    uint8_t  *start;
-    uint8_t  *p;            /* moves towards start */
-    uint8_t  *end;
-    int       err;
-} kcd_der_t;
-
-#define kcd_der_mark(b)  ((size_t) ((b)->end - (b)->p))
-
-
-static void
-kcd_der_put(kcd_der_t *b, const void *data, size_t len)
-{
-    if (b->err || (size_t) (b->p - b->start) < len) {
-        b->err = 1;
-        return;
-    }
-
-    b->p -= len;
-    memcpy(b->p, data, len);
-}
-
-
-/* the header of the element that took everything since mark */
-
-static void
-kcd_der_wrap(kcd_der_t *b, uint8_t tag, size_t mark)
-{
-    size_t   len;
-    uint8_t  h[6];
-
-    len = kcd_der_mark(b) - mark;
-
-    kcd_der_put(b, h, kcd_der_hdr(h, tag, len) - h);
-}
-
-
-static void
-kcd_der_int(kcd_der_t *b, int64_t v)
-{
-    int       n;
-    size_t    m;
-    uint8_t   d[9];
-
-    m = kcd_der_mark(b);
-    n = 9;
-
-    do {
-        d[--n] = (uint8_t) v;
-        v >>= 8;
-    } while (n > 1 && !((v == 0 && !(d[n] & 0x80))
-                        || (v == -1 && (d[n] & 0x80))));
-
-    kcd_der_put(b, d + n, 9 - n);
-    kcd_der_wrap(b, 0x02, m);
-}
-
-
-static void
-kcd_der_string(kcd_der_t *b, uint8_t tag, const void *data, size_t len)
-{
-    size_t  m;
-
-    m = kcd_der_mark(b);
-    kcd_der_put(b, data, len);
-    kcd_der_wrap(b, tag, m);
-}
-
-
-/* [n] EXPLICIT INTEGER */
-
-static void
-kcd_der_ctx_int(kcd_der_t *b, uint8_t n, int64_t v)
-{
-    size_t  m;
-
-    m = kcd_der_mark(b);
-    kcd_der_int(b, v);
-    kcd_der_wrap(b, 0xa0 | n, m);
-}
-
-
-/* [n] EXPLICIT string of the given tag */
-
-static void
-kcd_der_ctx_string(kcd_der_t *b, uint8_t n, uint8_t tag, const void *data,
-    size_t len)
-{
-    size_t  m;
-
-    m = kcd_der_mark(b);
-    kcd_der_string(b, tag, data, len);
-    kcd_der_wrap(b, 0xa0 | n, m);
-}
-
-
-/*
- * [outer] SEQUENCE { [0] INTEGER type, [n] OCTET STRING }: EncryptionKey,
- * Checksum, EncryptedData without kvno (RFC 4120 5.2.9)
- */
-
-static void
-kcd_der_typed(kcd_der_t *b, uint8_t outer, int64_t type, uint8_t n,
-    const void *data, size_t len)
-{
-    size_t  m;
-
-    m = kcd_der_mark(b);
-    kcd_der_ctx_string(b, n, 0x04, data, len);
-    kcd_der_ctx_int(b, 0, type);
-    kcd_der_wrap(b, 0x30, m);
-    kcd_der_wrap(b, 0xa0 | outer, m);
-}
-
-
-/*
- * The AP-REQ of RFC 4120 5.5.1 with the authenticator RFC 4121 4.1.1
- * wants (checksum 0x8003, a subkey, a sequence number), what MIT's
- * gss_init_sec_context() sends without mutual authentication; encrypted
- * with the ticket's session key held as a krb5_key, so that its derived
- * keys are computed once per ticket instead of once per request.
- */
-
-static int
-kcd_gss_authenticator_token(kcd_gss_t *g, kcd_gss_handle_t *h,
-    kcd_gss_buf_t *token)
-{
-    int               i, rc;
-    char              cks[24], when[16];
-    size_t            m, m2, clen;
-    uint8_t           buf[2048], *abuf;
-    uint32_t          seq;
-    struct tm         tm;
-    krb5_data         plain, rnd;
-    kcd_der_t         b;
-    krb5_int32        usec;
-    krb5_creds       *c;
-    krb5_keyblock     sk;
-    krb5_timestamp    sec;
-    krb5_principal    client;
-    krb5_enc_data     enc;
-
-    c = h->kcreds;
-    client = c->client;
-    memset(&sk, 0, sizeof(sk));
-    enc.ciphertext.data = NULL;
-    abuf = NULL;
-    rc = KCD_GSS_ERROR;
-
-    if (h->key == NULL
-        && krb5_k_create_key(g->keep, &c->keyblock, &h->key) != 0)
-    {
-        h->key = NULL;
-        return KCD_GSS_ERROR;
-    }
-
-    if (krb5_us_timeofday(g->keep, &sec, &usec) != 0
-        || (time_t) sec >= (time_t) c->times.endtime
-        || krb5_c_make_random_key(g->keep, c->keyblock.enctype, &sk) != 0)
-    {
-        goto done;
-    }
-
-    rnd.data = (char *) &seq;
-    rnd.length = sizeof(seq);
-
-    if (krb5_c_random_make_octets(g->keep, &rnd) != 0) {
-        goto done;
-    }
-
-    seq &= 0x3fffffff;
-
-    {
-        time_t  t = (time_t) (uint32_t) sec;
-
-        if (gmtime_r(&t, &tm) == NULL
-            || strftime(when, sizeof(when), "%Y%m%d%H%M%SZ", &tm) != 15)
-        {
-            goto done;
-        }
-    }
-
-    memset(cks, 0, sizeof(cks));
-    cks[0] = 16;
-    cks[20] = (char) (GSS_C_CONF_FLAG | GSS_C_INTEG_FLAG);
-
-    /* Authenticator ::= [APPLICATION 2] SEQUENCE { ... } */
-
-    b.start = buf;
-    b.end = buf + sizeof(buf);
-    b.p = b.end;
-    b.err = 0;
-
-    m = kcd_der_mark(&b);
-
-    kcd_der_ctx_int(&b, 7, seq);                             /* seq-number */
-    kcd_der_typed(&b, 6, sk.enctype, 1, sk.contents, sk.length); /* subkey */
-    kcd_der_ctx_string(&b, 5, 0x18, when, 15);               /* ctime */
-    kcd_der_ctx_int(&b, 4, usec);                            /* cusec */
-    kcd_der_typed(&b, 3, 0x8003, 1, cks, sizeof(cks));       /* cksum */
-
-    m2 = kcd_der_mark(&b);                                   /* cname */
-    {
-        size_t  m3 = kcd_der_mark(&b);
-
-        for (i = client->length - 1; i >= 0; i--) {
-            kcd_der_string(&b, 0x1b, client->data[i].data,
-                           client->data[i].length);
-        }
-        kcd_der_wrap(&b, 0x30, m3);
-        kcd_der_wrap(&b, 0xa1, m3);
-        kcd_der_ctx_int(&b, 0, client->type);
-    }
-    kcd_der_wrap(&b, 0x30, m2);
-    kcd_der_wrap(&b, 0xa2, m2);
-
-    kcd_der_ctx_string(&b, 1, 0x1b, client->realm.data,      /* crealm */
-                       client->realm.length);
-    kcd_der_ctx_int(&b, 0, 5);                               /* vno */
-
-    kcd_der_wrap(&b, 0x30, m);
-    kcd_der_wrap(&b, 0x62, m);
-
-    if (b.err) {
-        goto done;
-    }
-
-    plain.data = (char *) b.p;
-    plain.length = (unsigned int) (b.end - b.p);
-
-    if (krb5_c_encrypt_length(g->keep, c->keyblock.enctype, plain.length,
-                              &clen) != 0)
-    {
-        goto done;
-    }
-
-    enc.magic = KV5M_ENC_DATA;
-    enc.kvno = 0;
-    enc.ciphertext.length = clen;
-    enc.ciphertext.data = malloc(clen);
-
-    if (enc.ciphertext.data == NULL
-        || krb5_k_encrypt(g->keep, h->key, KRB5_KEYUSAGE_AP_REQ_AUTH, NULL,
-                          &plain, &enc) != 0)
-    {
-        goto done;
-    }
-
-    explicit_bzero(b.p, plain.length);
-
-    /* AP-REQ ::= [APPLICATION 14] SEQUENCE { ... } */
-
-    abuf = malloc(c->ticket.length + enc.ciphertext.length + 128);
-    if (abuf == NULL) {
-        goto done;
-    }
-
-    b.start = abuf;
-    b.end = abuf + c->ticket.length + enc.ciphertext.length + 128;
-    b.p = b.end;
-    b.err = 0;
-
-    m = kcd_der_mark(&b);
-
-    kcd_der_typed(&b, 4, enc.enctype, 2,                     /* authenticator */
-                  enc.ciphertext.data, enc.ciphertext.length);
-
-    m2 = kcd_der_mark(&b);                                   /* ticket */
-    kcd_der_put(&b, c->ticket.data, c->ticket.length);
-    kcd_der_wrap(&b, 0xa3, m2);
-
-    m2 = kcd_der_mark(&b);                                   /* ap-options */
-    kcd_der_put(&b, "\x03\x05\x00\x00\x00\x00\x00", 7);
-    kcd_der_wrap(&b, 0xa2, m2);
-
-    kcd_der_ctx_int(&b, 1, 14);                              /* msg-type */
-    kcd_der_ctx_int(&b, 0, 5);                               /* pvno */
-
-    kcd_der_wrap(&b, 0x30, m);
-    kcd_der_wrap(&b, 0x6e, m);
-
-    if (b.err) {
-        goto done;
-    }
-
-    rc = kcd_gss_spnego_wrap(b.p, b.end - b.p, token);
-
-done:
-
-    free(abuf);
-
-    if (enc.ciphertext.data) {
-        free(enc.ciphertext.data);
-    }
-
-    if (sk.contents) {
-        krb5_free_keyblock_contents(g->keep, &sk);
-    }
-
-    explicit_bzero(buf, sizeof(buf));
 
     return rc;
-}
-
-
-/* the cheapest way that works: our AP-REQ, else MIT's krb5_mk_req_extended */
-
-static int
-kcd_gss_local_token(kcd_gss_t *g, kcd_gss_handle_t *h, kcd_gss_buf_t *token)
-{
-    if (h->kcreds == NULL) {
-        return KCD_GSS_ERROR;
-    }
-
-    if (kcd_gss_authenticator_token(g, h, token) == KCD_GSS_OK) {
-        g->tokens_direct++;
-        return KCD_GSS_OK;
-    }
-
-    if (kcd_gss_ap_req_token(g, h->kcreds, token) == KCD_GSS_OK) {
-        g->tokens_mk_req++;
-        return KCD_GSS_OK;
-    }
-
-    return KCD_GSS_ERROR;
-}
-
-
-void
-kcd_gss_token_stats(kcd_gss_t *g, unsigned long *direct,
-    unsigned long *mk_req)
-{
-    *direct = g->tokens_direct;
-    *mk_req = g->tokens_mk_req;
 }

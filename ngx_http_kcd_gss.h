@@ -68,21 +68,37 @@ int kcd_gss_delegate(kcd_gss_t *g, const char *user, const char *spn,
     char *err, size_t errlen);
 
 /*
- * A fresh upstream token (SPNEGO, base64-ready bytes) from an exported
- * credential that holds the ticket for spn.  Makes no KDC request when the
- * credential holds that ticket: safe in the event loop after a cache hit.
+ * Upstream tokens (B7): "Authorization: Negotiate" bytes (before base64),
+ * one fresh token per call: a SPNEGO NegTokenInit (RFC 4178, mechTypes =
+ * krb5) around the krb5 mechanism's AP-REQ (RFC 4121 4.1), built by MIT's
+ * krb5_mk_req_extended() from the service ticket that the exported
+ * credential cred holds for spn: a new subkey, a sequence number, the
+ * 0x8003 checksum without mutual authentication.  No KDC request.
+ *
+ * cb: NULL (no channel binding: Bnd is 16 zero bytes), or the 16-byte
+ * channel binding hash that goes into the checksum's Bnd field (RFC 4121
+ * 4.1.1.2: MD5 of the flattened gss_channel_bindings_struct; for B22 the
+ * application data is "tls-server-end-point:" + the certificate hash of
+ * RFC 5929 4.1, see kcd_ntlm_tls_cb_hash()).
+ *
+ * Errors: KCD_GSS_ERROR with a message (no ticket for spn in cred, the
+ * ticket expired, a local krb5 failure).  token is malloc()ed:
+ * kcd_gss_free().
  */
+
+/* Thread-safe (a krb5 context per call): the thread pool's path. */
 int kcd_gss_token(kcd_gss_t *g, const kcd_gss_buf_t *cred, const char *spn,
-    kcd_gss_buf_t *token, char *err, size_t errlen);
+    const uint8_t *cb, kcd_gss_buf_t *token, char *err, size_t errlen);
 
 /*
- * The same, keeping the imported credential per worker under (principal,
- * SPN) with the cache's serial number of that credential: one AP-REQ per
- * call on a long-lived krb5 context.  Event loop only (not thread-safe).
+ * The same, keeping the imported credential and its ticket per worker
+ * under (principal, SPN) with the cache's serial number of that
+ * credential: one krb5_mk_req_extended() per call on the worker's
+ * long-lived krb5 context.  Event loop only (not thread-safe).
  */
 int kcd_gss_token_fast(kcd_gss_t *g, const char *principal,
     const kcd_gss_buf_t *cred, uint64_t serial, const char *spn,
-    kcd_gss_buf_t *token, char *err, size_t errlen);
+    const uint8_t *cb, kcd_gss_buf_t *token, char *err, size_t errlen);
 
 /*
  * The serial number of the credential this worker holds imported for
@@ -91,12 +107,7 @@ int kcd_gss_token_fast(kcd_gss_t *g, const char *principal,
 uint64_t kcd_gss_local_serial(kcd_gss_t *g, const char *principal,
     const char *spn);
 int kcd_gss_token_local(kcd_gss_t *g, const char *principal, const char *spn,
-    kcd_gss_buf_t *token, char *err, size_t errlen);
-
-/* how many tokens the event-loop path built itself / by MIT's
-   krb5_mk_req_extended() (the fallback); for tests */
-void kcd_gss_token_stats(kcd_gss_t *g, unsigned long *direct,
-    unsigned long *mk_req);
+    const uint8_t *cb, kcd_gss_buf_t *token, char *err, size_t errlen);
 
 /* Blocking.  Basic: AS exchange with the password. */
 int kcd_gss_password(kcd_gss_t *g, const char *user, const char *password,

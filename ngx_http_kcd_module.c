@@ -179,6 +179,13 @@ static ngx_command_t  ngx_http_kcd_commands[] = {
       0,
       NULL },
 
+    { ngx_string("kcd_upstream_channel_binding"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_kcd_upstream_cb_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_kcd_loc_conf_t, upstream_cb),
+      NULL },
+
     { ngx_string("kcd_ticket_cache"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
       ngx_http_kcd_cache_conf,
@@ -784,6 +791,7 @@ ngx_http_kcd_create_loc_conf(ngx_conf_t *cf)
     klcf->winbind = NGX_CONF_UNSET;
     klcf->channel_binding = NGX_CONF_UNSET_UINT;
     klcf->spn = NGX_CONF_UNSET_PTR;
+    klcf->upstream_cb = NGX_CONF_UNSET_PTR;
 
     return klcf;
 }
@@ -827,6 +835,7 @@ ngx_http_kcd_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_str_value(conf->basic_realm, prev->basic_realm,
                              "Basic realm=\"kcd\"");
     ngx_conf_merge_str_value(conf->realm, prev->realm, "");
+    ngx_conf_merge_ptr_value(conf->upstream_cb, prev->upstream_cb, NULL);
 
     if (conf->spn == NGX_CONF_UNSET_PTR) {
         conf->spn = (prev->spn == NGX_CONF_UNSET_PTR) ? NULL : prev->spn;

@@ -163,8 +163,8 @@ ngx_http_kcd_thread_handler(void *data, ngx_log_t *log)
 
         if (t->status == KCD_GSS_OK) {
             t->status = kcd_gss_token(t->gss, &t->cred, t->spn,
-                                      &t->out_token, t->error,
-                                      sizeof(t->error));
+                                      t->upstream_cb, &t->out_token,
+                                      t->error, sizeof(t->error));
         }
 
         break;
