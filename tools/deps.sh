@@ -14,6 +14,7 @@ apache2 libapache2-mod-auth-gssapi
 curl openssl wrk iproute2 procps psmisc faketime
 perl libio-socket-ssl-perl libauthen-ntlm-perl libtest-harness-perl
 python3 python3-requests python3-requests-ntlm python3-ntlm-auth python3-gssapi
+python3-samba openjdk-17-jdk-headless
 
 "
 
