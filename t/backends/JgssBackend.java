@@ -9,7 +9,8 @@
  * must be established by its one "Authorization: Negotiate" token.  With a
  * PKCS#12 key store the server speaks TLS and enforces channel binding
  * (GSSContext.setChannelBinding: RFC 5929 tls-server-end-point of its own
- * certificate): a token without the binding or with another one is
+ * certificate; needs --add-exports
+ * java.security.jgss/sun.security.jgss.krb5.internal=ALL-UNNAMED): a token without the binding or with another one is
  * refused.
  *
  * Answer: 200 "user=<principal> method=<M> len=<n> port=<client port>
@@ -43,11 +44,12 @@ import javax.security.auth.login.AppConfigurationEntry;
 import javax.security.auth.login.Configuration;
 import javax.security.auth.login.LoginContext;
 
-import org.ietf.jgss.ChannelBinding;
 import org.ietf.jgss.GSSContext;
 import org.ietf.jgss.GSSCredential;
 import org.ietf.jgss.GSSManager;
 import org.ietf.jgss.Oid;
+
+import sun.security.jgss.krb5.internal.TlsChannelBindingImpl;
 
 public class JgssBackend {
 
@@ -161,7 +163,14 @@ public class JgssBackend {
                 auth.substring(10).trim());
             ctx = GSSManager.getInstance().createContext(acceptor);
             if (binding != null) {
-                ctx.setChannelBinding(new ChannelBinding(binding));
+                /*
+                 * The JDK's own TLS binding (what its HTTPS client sends to
+                 * IIS with jdk.https.negotiate.cbt): address types 0, as
+                 * Windows SSPI and MIT hash them.  The public
+                 * ChannelBinding(byte[]) hashes 255 (GSS_C_AF_NULLADDR)
+                 * for the absent addresses, which no Windows peer sends.
+                 */
+                ctx.setChannelBinding(new TlsChannelBindingImpl(binding));
             }
             final GSSContext c = ctx;
             Subject.doAs(subject, (PrivilegedExceptionAction<byte[]>) () ->

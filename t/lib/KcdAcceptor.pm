@@ -85,7 +85,8 @@ sub start {
 
     } elsif ($kind eq 'jgss') {
         @cmd = ($JAVA, '-Djava.security.krb5.conf=' . $realm->krb5_conf,
-                '-Xshare:auto', '-XX:TieredStopAtLevel=1',
+                '-Xshare:auto', '-XX:TieredStopAtLevel=1', '--add-exports',
+                'java.security.jgss/sun.security.jgss.krb5.internal=ALL-UNNAMED',
                 "$BACKENDS/JgssBackend.java", $port,
                 $realm->keytab('backend'), $realm->backend_principal);
         if ($a{tls}) {
