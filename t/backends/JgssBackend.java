@@ -10,8 +10,8 @@
  * PKCS#12 key store the server speaks TLS and enforces channel binding
  * (GSSContext.setChannelBinding: RFC 5929 tls-server-end-point of its own
  * certificate; needs --add-exports
- * java.security.jgss/sun.security.jgss.krb5.internal=ALL-UNNAMED): a token without the binding or with another one is
- * refused.
+ * java.security.jgss/sun.security.jgss.krb5.internal=ALL-UNNAMED): a
+ * token without the binding or with another one is refused.
  *
  * Answer: 200 "user=<principal> method=<M> len=<n> port=<client port>
  * acceptor=jgss mech=<oid>", header X-Remote-User; 401 with
