@@ -2,7 +2,7 @@
 Kerberos-protected HTTP backend on Samba's acceptor (Heimdal, as bundled
 with Samba): run by t/lib/KcdAcceptor.pm with /usr/bin/python3.
 
-    heimdal_backend.py PORT KEYTAB DIR
+    heimdal_backend.py PORT KEYTAB DIR LIBGSSAPI_SAMBA4
 
 Every request must carry "Authorization: Negotiate <token>".  The token
 goes to Samba's gensec (mechanism "spnego", which hands the Kerberos
@@ -28,9 +28,10 @@ from samba import Ldb, auth, gensec
 from samba.credentials import MUST_USE_KERBEROS, Credentials
 from samba.param import LoadParm
 
-HEIMDAL_GSSAPI = "/usr/lib/x86_64-linux-gnu/samba/libgssapi-samba4.so.0"
-
 port, keytab, workdir = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+
+# Samba's own Heimdal GSS-API library, the one its gensec calls
+HEIMDAL_GSSAPI = sys.argv[4]
 
 os.makedirs(workdir + "/private", exist_ok=True)
 with open(workdir + "/smb.conf", "w") as f:

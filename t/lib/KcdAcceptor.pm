@@ -35,7 +35,10 @@ use KcdRealm ();
 our %LIVE;
 
 my $PY = '/usr/bin/python3';
-my $JAVA = '/usr/lib/jvm/java-17-openjdk-amd64/bin/java';
+# Debian's OpenJDK 17 (not whatever "java" is first on PATH)
+my ($JDK) = glob('/usr/lib/jvm/java-17-openjdk-*/bin');
+my $JAVA = ($JDK // '/nonexistent') . '/java';
+my ($HEIMDAL) = glob('/usr/lib/*/samba/libgssapi-samba4.so.0');
 my $BACKENDS = do {
     (my $d = __FILE__) =~ s{/lib/[^/]+$}{/backends};
     $d;
@@ -48,12 +51,11 @@ sub missing {
         return "$PY" unless -x $PY;
         return 'python3-samba'
             if system("$PY -c 'import samba.gensec' 2>/dev/null") != 0;
-        return '/usr/lib/x86_64-linux-gnu/samba/libgssapi-samba4.so.0'
-            unless -e '/usr/lib/x86_64-linux-gnu/samba/libgssapi-samba4.so.0';
+        return 'samba-libs (libgssapi-samba4.so.0)' unless $HEIMDAL;
     } elsif ($kind eq 'jgss') {
         # the single-file launcher compiles: a JDK, not only a JRE
         return 'openjdk-17-jdk-headless'
-            unless -x $JAVA && -x '/usr/lib/jvm/java-17-openjdk-amd64/bin/javac';
+            unless -x $JAVA && -x ($JDK // '/nonexistent') . '/javac';
     } elsif ($kind eq 'mit-cb') {
         return 'python3-gssapi'
             if system("$PY -c 'import gssapi' 2>/dev/null") != 0;
@@ -81,7 +83,7 @@ sub start {
 
     if ($kind eq 'heimdal') {
         @cmd = ($PY, "$BACKENDS/heimdal_backend.py", $port,
-                $realm->keytab('backend'), $dir);
+                $realm->keytab('backend'), $dir, $HEIMDAL);
 
     } elsif ($kind eq 'jgss') {
         @cmd = ($JAVA, '-Djava.security.krb5.conf=' . $realm->krb5_conf,
