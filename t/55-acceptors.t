@@ -124,6 +124,9 @@ for my $b (['mit', 'MIT (Apache mod_auth_gssapi)'],
         is($r->{status}, 200, "$what: $u logs on, GET: 200") or diag(why($r));
         like($r->{body}, qr/^user=\Q$u\E\@KCD\.TEST method=GET len=0 /,
              "$what: backend saw $u\@KCD.TEST");
+        like($r->{body}, qr/ acceptor=\Q$name\E\b/,
+             "$what: answered by that acceptor")
+            unless $name eq 'mit';
     }
 
     # two users interleaved, each on its keep-alive connection; every
