@@ -36,6 +36,7 @@ typedef struct {
     ngx_str_t                  user;      /* as in the file */
     ngx_str_t                  domain;    /* empty: any domain */
     u_char                     hash[16];
+    ngx_str_t                  groups;    /* third field, NUL-separated */
 } ngx_http_kcd_account_t;
 
 
@@ -171,6 +172,9 @@ typedef struct {
     ngx_str_t                  map_domain;   /* input of the realm mapping */
     ngx_str_t                  realm;        /* its output; empty: none */
     ngx_uint_t                 channel_binding;  /* strongest policy met */
+
+    /* the groups of the logon (B20): names and SIDs, each NUL-terminated */
+    ngx_str_t                  groups;
 } ngx_http_kcd_identity_t;
 
 
@@ -275,6 +279,9 @@ typedef struct {
     ngx_str_t                  ntlm_workstation;
     ngx_uint_t                 cb_met;
     ngx_uint_t                 handshake_scheme;
+
+    /* the groups the backend named for this logon (B20), NUL-separated */
+    ngx_str_t                  groups;
 } ngx_http_kcd_ctx_t;
 
 
@@ -314,6 +321,7 @@ struct ngx_http_kcd_task_s {
     size_t                     token_len;
     kcd_gss_buf_t              evidence;      /* borrowed, not owned */
     const u_char              *upstream_cb;   /* B22, 16 bytes or NULL */
+    ngx_uint_t                 want_groups;   /* kcd_require here (B20) */
 
     /* outputs, malloc()ed by the libraries where noted */
     int                        status;
@@ -358,6 +366,8 @@ ngx_http_kcd_account_t *ngx_http_kcd_user_file_find(
     ngx_http_kcd_user_file_t *uf, ngx_str_t *user, ngx_str_t *domain);
 
 /* ngx_http_kcd_identity.c: identity, its scope, where it is kept */
+ngx_int_t ngx_http_kcd_realm(ngx_http_request_t *r,
+    ngx_http_kcd_loc_conf_t *klcf, ngx_str_t *map_domain, ngx_str_t *realm);
 ngx_http_kcd_identity_t *ngx_http_kcd_identity_create(ngx_http_request_t *r,
     ngx_uint_t scheme, ngx_uint_t backend, ngx_str_t *name,
     ngx_str_t *domain, ngx_str_t *map_domain, ngx_uint_t cb_met);

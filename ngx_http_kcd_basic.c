@@ -12,6 +12,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_kcd.h"
+#include "ngx_http_kcd_lockout.h"
 #include "ngx_http_kcd_ntlm_crypto.h"
 
 
@@ -107,6 +108,15 @@ ngx_http_kcd_basic(ngx_http_request_t *r, ngx_http_kcd_loc_conf_t *klcf,
     ctx->basic_user = user;
     ctx->basic_domain = domain;
     ctx->basic_password = pass;
+
+    /* B19: refused like a wrong password, before any backend is asked */
+
+    if (ngx_http_kcd_lockout_check(r, &user, &domain) != NGX_OK) {
+        kcd_ntlm_wipe(pass.data, pass.len);
+        return ngx_http_kcd_logon_failed(r, NGX_HTTP_KCD_BASIC, &user,
+                                         &domain, NULL,
+                                         "refused by kcd_lockout");
+    }
 
     if (klcf->user_file) {
         rc = ngx_http_kcd_basic_file(r, klcf, ctx);
@@ -216,6 +226,7 @@ ngx_http_kcd_basic_file(ngx_http_request_t *r, ngx_http_kcd_loc_conf_t *klcf,
 
     domain = acc->domain.len ? acc->domain : kscf->ntlm_domain;
     map_domain = acc->domain;
+    ctx->groups = acc->groups;
 
     id = ngx_http_kcd_identity_create(r, NGX_HTTP_KCD_BASIC,
                                       NGX_HTTP_KCD_BACKEND_FILE, &acc->user,
@@ -269,6 +280,14 @@ ngx_http_kcd_basic_done(ngx_http_request_t *r, ngx_http_kcd_task_t *t)
             id = ngx_http_kcd_identity_create(r, NGX_HTTP_KCD_BASIC,
                                               NGX_HTTP_KCD_BACKEND_WINBIND,
                                               &name, &domain, &domain, 0);
+
+            if (t->want_groups
+                && ngx_http_kcd_require_wb_groups(r->pool, &t->wb,
+                                                  &ctx->groups)
+                   != NGX_OK)
+            {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
         }
 
         if (id == NULL) {

@@ -1050,6 +1050,49 @@ kcd_gss_accept(kcd_gss_t *g, const uint8_t *token, size_t len,
     char **principal, kcd_gss_buf_t *evidence, kcd_gss_buf_t *out,
     char *err, size_t errlen)
 {
+    return kcd_gss_accept_pac(g, token, len, principal, evidence, NULL, out,
+                              err, errlen);
+}
+
+
+/*
+ * B20: the PAC_LOGON_INFO of the client's ticket, only when MIT verified
+ * the PAC's signatures (authenticated); else none: fail closed, no groups.
+ */
+static void
+kcd_gss_logon_info(gss_name_t src, kcd_gss_buf_t *pac)
+{
+    int              authenticated, complete, more;
+    OM_uint32        major, minor, tmin;
+    gss_buffer_desc  attr, value, display;
+
+    attr.value = (void *) "urn:mspac:logon-info";
+    attr.length = sizeof("urn:mspac:logon-info") - 1;
+    value.value = NULL;
+    value.length = 0;
+    display.value = NULL;
+    display.length = 0;
+    authenticated = 0;
+    complete = 0;
+    more = -1;
+
+    major = gss_get_name_attribute(&minor, src, &attr, &authenticated,
+                                   &complete, &value, &display, &more);
+
+    if (!GSS_ERROR(major) && authenticated && value.length) {
+        (void) kcd_gss_copy_buf(&value, pac);
+    }
+
+    gss_release_buffer(&tmin, &value);
+    gss_release_buffer(&tmin, &display);
+}
+
+
+int
+kcd_gss_accept_pac(kcd_gss_t *g, const uint8_t *token, size_t len,
+    char **principal, kcd_gss_buf_t *evidence, kcd_gss_buf_t *pac,
+    kcd_gss_buf_t *out, char *err, size_t errlen)
+{
     int                          rc, both;
     char                         text[512];
     time_t                       now;
@@ -1064,6 +1107,11 @@ kcd_gss_accept(kcd_gss_t *g, const uint8_t *token, size_t len,
     *principal = NULL;
     evidence->data = NULL;
     evidence->len = 0;
+
+    if (pac != NULL) {
+        pac->data = NULL;
+        pac->len = 0;
+    }
     out->data = NULL;
     out->len = 0;
 
@@ -1198,6 +1246,10 @@ kcd_gss_accept(kcd_gss_t *g, const uint8_t *token, size_t len,
 
     rc = KCD_GSS_OK;
 
+    if (pac != NULL) {
+        kcd_gss_logon_info(src, pac);
+    }
+
     if (deleg != GSS_C_NO_CREDENTIAL) {
         krb5_flags  tkt_flags;
 
@@ -1222,6 +1274,9 @@ done:
         free(*principal);
         *principal = NULL;
         kcd_gss_free(evidence);
+        if (pac != NULL) {
+            kcd_gss_free(pac);
+        }
         if (rc != KCD_GSS_CONTINUE && rc != KCD_GSS_DENIED) {
             kcd_gss_free(out);
         }

@@ -58,6 +58,15 @@ int kcd_gss_accept(kcd_gss_t *g, const uint8_t *token, size_t len,
     char *err, size_t errlen);
 
 /*
+ * The same; with pac != NULL, on KCD_GSS_OK, *pac is the ticket's
+ * PAC_LOGON_INFO (NDR, malloc; len 0 when the ticket has no PAC or MIT did
+ * not verify its signatures).  B20.
+ */
+int kcd_gss_accept_pac(kcd_gss_t *g, const uint8_t *token, size_t len,
+    char **principal, kcd_gss_buf_t *evidence, kcd_gss_buf_t *pac,
+    kcd_gss_buf_t *out, char *err, size_t errlen);
+
+/*
  * Blocking.  Get a service ticket for user to spn: with evidence (the
  * client's exported credential) S4U2Proxy only, else S4U2Self +
  * S4U2Proxy.  cred = the resulting credential, exported (gss_export_cred)

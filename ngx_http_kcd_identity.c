@@ -22,13 +22,12 @@
 #include <ngx_http.h>
 
 #include "ngx_http_kcd.h"
+#include "ngx_http_kcd_lockout.h"
 #include "ngx_http_kcd_ntlm_crypto.h"
 
 
 static void ngx_http_kcd_request_cleanup(void *data);
 static void ngx_http_kcd_conn_cleanup(void *data);
-static ngx_int_t ngx_http_kcd_realm(ngx_http_request_t *r,
-    ngx_http_kcd_loc_conf_t *klcf, ngx_str_t *map_domain, ngx_str_t *realm);
 static ngx_http_kcd_identity_t *ngx_http_kcd_identity_copy(
     ngx_http_kcd_identity_t *id, ngx_pool_t *pool);
 static ngx_int_t ngx_http_kcd_variable(ngx_http_request_t *r,
@@ -352,7 +351,7 @@ ngx_http_kcd_identity_holds(ngx_http_request_t *r,
  * of AD are the upper-cased DNS domain).  Empty when none is known.
  */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_kcd_realm(ngx_http_request_t *r, ngx_http_kcd_loc_conf_t *klcf,
     ngx_str_t *map_domain, ngx_str_t *realm)
 {
@@ -396,6 +395,7 @@ ngx_int_t
 ngx_http_kcd_logon_succeeded(ngx_http_request_t *r,
     ngx_http_kcd_identity_t *id, ngx_uint_t bind)
 {
+    ngx_http_kcd_ctx_t      *ctx;
     ngx_http_kcd_conn_t     *kc;
     ngx_http_kcd_request_t  *rq;
 
@@ -403,6 +403,18 @@ ngx_http_kcd_logon_succeeded(ngx_http_request_t *r,
     if (rq == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    /* B20: the groups the backend named go with the identity */
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_kcd_module);
+
+    if (ctx && ctx->groups.len) {
+        id->groups = ctx->groups;
+    }
+
+    /* B19: a familiar address of the account from now on */
+
+    ngx_http_kcd_lockout_success(r, &id->principal);
 
     rq->identity = id;
 
@@ -455,6 +467,10 @@ ngx_http_kcd_logon_failed(ngx_http_request_t *r, ngx_uint_t scheme,
 {
     static ngx_str_t  empty = ngx_null_string;
 
+    /* B19: wrong passwords and unknown users count towards lockout */
+
+    ngx_http_kcd_lockout_logon_failed(r, scheme, user, domain, reason);
+
     switch (scheme) {
     case NGX_HTTP_KCD_NTLM:
         ngx_http_kcd_count(r, ntlm_failed);
@@ -495,7 +511,7 @@ ngx_http_kcd_identity_copy(ngx_http_kcd_identity_t *id, ngx_pool_t *pool)
 
     len = sizeof(ngx_http_kcd_identity_t) + id->user.len + id->name.len
           + id->domain.len + id->principal.len + 1 + id->map_domain.len
-          + id->realm.len;
+          + id->realm.len + id->groups.len;
 
     n = pool ? ngx_palloc(pool, len) : ngx_alloc(len, ngx_cycle->log);
     if (n == NULL) {
@@ -516,6 +532,7 @@ ngx_http_kcd_identity_copy(ngx_http_kcd_identity_t *id, ngx_pool_t *pool)
     ngx_http_kcd_copy_str(domain);
     ngx_http_kcd_copy_str(map_domain);
     ngx_http_kcd_copy_str(realm);
+    ngx_http_kcd_copy_str(groups);
 
 #undef ngx_http_kcd_copy_str
 

@@ -9,6 +9,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_kcd.h"
+#include "ngx_http_kcd_lockout.h"
 
 
 static ngx_int_t ngx_http_kcd_init_counters(ngx_shm_zone_t *shm_zone,
@@ -100,6 +101,8 @@ ngx_http_kcd_status_handler(ngx_http_request_t *r)
         size += ngx_strlen(names[i]) + 1 + NGX_ATOMIC_T_LEN + 1;
     }
 
+    size += ngx_http_kcd_lockout_status_size(r);
+
     b = ngx_create_temp_buf(r->pool, size);
     if (b == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -110,6 +113,9 @@ ngx_http_kcd_status_handler(ngx_http_request_t *r)
     for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         b->last = ngx_sprintf(b->last, "%s %uA\n", names[i], val[i]);
     }
+
+    /* B19, B20: refusals by kcd_lockout and kcd_require, locks in force */
+    b->last = ngx_http_kcd_lockout_status(r, b->last, b->end);
 
     ngx_str_set(&r->headers_out.content_type, "text/plain; version=0.0.4");
     r->headers_out.content_type_len = r->headers_out.content_type.len;

@@ -25,6 +25,7 @@
 #include <krb5.h>
 
 #include "ngx_http_kcd.h"
+#include "ngx_http_kcd_lockout.h"
 #include "ngx_http_kcd_ntlm_crypto.h"
 #include "ngx_http_kcd_winbind.h"
 
@@ -307,7 +308,9 @@ ngx_http_kcd_access_handler(ngx_http_request_t *r)
 
         /* authenticated: the request's identity is set */
 
-        if (klcf->spn == NULL) {
+        rc = ngx_http_kcd_require(r);     /* B20, before any delegation */
+
+        if (rc != NGX_OK || klcf->spn == NULL) {
             break;
         }
 

@@ -10,6 +10,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_kcd.h"
+#include "ngx_http_kcd_lockout.h"
 
 
 static ngx_int_t ngx_http_kcd_negotiate_done(ngx_http_request_t *r,
@@ -85,6 +86,15 @@ ngx_http_kcd_negotiate_done(ngx_http_request_t *r, ngx_http_kcd_task_t *t)
                                             NGX_HTTP_KCD_BACKEND_KEYTAB,
                                             &principal);
         if (id == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        /* B20: the groups of the ticket's PAC */
+
+        if (t->want_groups
+            && ngx_http_kcd_require_wb_groups(r->pool, &t->wb, &id->groups)
+               != NGX_OK)
+        {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 

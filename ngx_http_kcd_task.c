@@ -17,6 +17,8 @@
 #include <ngx_http.h>
 
 #include "ngx_http_kcd.h"
+#include "ngx_http_kcd_lockout.h"
+#include "ngx_http_kcd_pac.h"
 #include "ngx_http_kcd_ntlm_crypto.h"
 
 
@@ -50,6 +52,7 @@ ngx_http_kcd_task_alloc(ngx_http_request_t *r, ngx_uint_t kind)
     t->kind = kind;
     t->request = r;
     t->gss = kmcf->gss;
+    t->want_groups = ngx_http_kcd_require_wants_groups(r);
 
     task->handler = ngx_http_kcd_thread_handler;
     task->event.handler = ngx_http_kcd_thread_event_handler;
@@ -133,12 +136,22 @@ ngx_http_kcd_thread_handler(void *data, ngx_log_t *log)
         t->status = kcd_wb_auth_ntlm(t->user, t->domain, t->workstation,
                                      t->challenge, t->nt, t->nt_len,
                                      t->lm, t->lm_len, &t->wb);
+
+        if (t->status == KCD_WB_OK && t->want_groups) {
+            (void) kcd_wb_group_names(&t->wb);     /* B20 */
+        }
+
         break;
 
     case NGX_HTTP_KCD_TASK_WB_PLAIN:
         t->status = kcd_wb_auth_plain(t->user, t->domain, t->password,
                                       &t->wb);
         kcd_ntlm_wipe(t->password, ngx_strlen(t->password));
+
+        if (t->status == KCD_WB_OK && t->want_groups) {
+            (void) kcd_wb_group_names(&t->wb);     /* B20 */
+        }
+
         break;
 
     case NGX_HTTP_KCD_TASK_GSS_PASSWORD:
@@ -149,10 +162,20 @@ ngx_http_kcd_thread_handler(void *data, ngx_log_t *log)
         break;
 
     case NGX_HTTP_KCD_TASK_GSS_ACCEPT:
-        t->status = kcd_gss_accept(t->gss, t->token, t->token_len,
-                                   &t->out_principal, &t->out_evidence,
-                                   &t->out_token, t->error,
-                                   sizeof(t->error));
+        {
+        kcd_gss_buf_t  pac;
+
+        t->status = kcd_gss_accept_pac(t->gss, t->token, t->token_len,
+                                       &t->out_principal, &t->out_evidence,
+                                       t->want_groups ? &pac : NULL,
+                                       &t->out_token, t->error,
+                                       sizeof(t->error));
+
+        if (t->status == KCD_GSS_OK && t->want_groups) {
+            kcd_pac_groups(&pac, &t->wb);          /* B20 */
+        }
+        }
+
         break;
 
     case NGX_HTTP_KCD_TASK_DELEGATE:

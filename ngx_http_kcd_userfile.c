@@ -5,7 +5,7 @@
  * changes.
  *
  *     # comment
- *     [DOMAIN\]user:<NT hash, 32 hex digits>    # comment
+ *     [DOMAIN\]user:<NT hash, 32 hex digits>[:group,group]    # comment
  */
 
 
@@ -21,6 +21,9 @@
 
 static ngx_int_t ngx_http_kcd_user_file_line(ngx_conf_t *cf,
     ngx_http_kcd_user_file_t *uf, u_char *p, u_char *last, ngx_uint_t n);
+static ngx_int_t ngx_http_kcd_user_file_groups(ngx_conf_t *cf,
+    ngx_http_kcd_user_file_t *uf, ngx_http_kcd_account_t *acc, u_char *p,
+    u_char *last, ngx_uint_t n);
 
 
 char *
@@ -159,13 +162,8 @@ ngx_http_kcd_user_file_line(ngx_conf_t *cf, ngx_http_kcd_user_file_t *uf,
         return NGX_OK;
     }
 
-    colon = NULL;
-    for (q = last; q > p; q--) {
-        if (q[-1] == ':') {
-            colon = q - 1;
-            break;
-        }
-    }
+    /* user names have no ':' (MS-ADTS sAMAccountName) */
+    colon = ngx_strlchr(p, last, ':');
 
     if (colon == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -176,7 +174,11 @@ ngx_http_kcd_user_file_line(ngx_conf_t *cf, ngx_http_kcd_user_file_t *uf,
     }
 
     hex = colon + 1;
-    end = last;
+    end = ngx_strlchr(hex, last, ':');
+
+    if (end == NULL) {
+        end = last;
+    }
 
     if (end - hex != 32) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -242,6 +244,62 @@ ngx_http_kcd_user_file_line(ngx_conf_t *cf, ngx_http_kcd_user_file_t *uf,
             return NGX_ERROR;
         }
     }
+
+    ngx_str_null(&acc->groups);
+
+    if (end < last) {
+        return ngx_http_kcd_user_file_groups(cf, uf, acc, end + 1, last, n);
+    }
+
+    return NGX_OK;
+}
+
+
+/* the optional third field: groups for kcd_require (B20), comma-separated */
+
+static ngx_int_t
+ngx_http_kcd_user_file_groups(ngx_conf_t *cf, ngx_http_kcd_user_file_t *uf,
+    ngx_http_kcd_account_t *acc, u_char *p, u_char *last, ngx_uint_t n)
+{
+    u_char  *comma, *s, *e, *q;
+
+    /* the names, each NUL-terminated, one after the other (B20) */
+
+    acc->groups.data = ngx_pnalloc(cf->pool, last - p + 1);
+    if (acc->groups.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    q = acc->groups.data;
+
+    while (p < last) {
+        comma = ngx_strlchr(p, last, ',');
+        if (comma == NULL) {
+            comma = last;
+        }
+
+        for (s = p; s < comma && (*s == ' ' || *s == '\t'); s++) {
+            /* void */
+        }
+
+        for (e = comma; e > s && (e[-1] == ' ' || e[-1] == '\t'); e--) {
+            /* void */
+        }
+
+        if (e == s || e - s > NGX_HTTP_KCD_NAME_MAX) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "kcd_ntlm_user_file \"%V\", line %ui: empty "
+                               "or too long group name", &uf->path, n);
+            return NGX_ERROR;
+        }
+
+        q = ngx_cpymem(q, s, e - s);
+        *q++ = '\0';
+
+        p = comma + 1;
+    }
+
+    acc->groups.len = q - acc->groups.data;
 
     return NGX_OK;
 }

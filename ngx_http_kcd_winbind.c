@@ -13,6 +13,7 @@
 
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -159,7 +160,9 @@ kcd_wb_result(wbcErr wbc, struct wbcAuthUserInfo *info,
     struct wbcAuthErrorInfo *err, const char *user, const char *domain,
     kcd_wb_result_t *res)
 {
-    int  rc;
+    int       rc;
+    char      sid[WBC_SID_STRING_BUFLEN];
+    uint32_t  i;
 
     if (wbc == WBC_ERR_SUCCESS && info != NULL) {
 
@@ -178,6 +181,17 @@ kcd_wb_result(wbcErr wbc, struct wbcAuthUserInfo *info,
                         info->dns_domain_name);
             memcpy(res->session_key, info->user_session_key, 16);
             rc = KCD_WB_OK;
+
+            /* sids[0] is the user, then the primary group, then groups */
+
+            for (i = 1; i < info->num_sids; i++) {
+                if (wbcSidToStringBuf(&info->sids[i].sid, sid, sizeof(sid))
+                    <= 0
+                    || kcd_wb_add_sid(res, sid) != 0)
+                {
+                    break;
+                }
+            }
         }
 
         explicit_bzero(info->user_session_key,
@@ -328,6 +342,174 @@ kcd_wb_auth_plain(const char *user, const char *domain,
     wbc = wbcCtxAuthenticateUserEx(ctx, &p, &info, &err);
 
     return kcd_wb_result(wbc, info, err, user, p.domain_name, res);
+}
+
+
+int
+kcd_wb_add_sid(kcd_wb_result_t *res, const char *sid)
+{
+    size_t  used, n;
+    char   *p;
+    int     i;
+
+    used = 0;
+    p = res->sids;
+
+    for (i = 0; i < res->nsids; i++) {
+        n = strlen(p) + 1;
+        used += n;
+        p += n;
+    }
+
+    n = strlen(sid) + 1;
+
+    if (used + n > sizeof(res->sids)) {
+        return -1;
+    }
+
+    memcpy(p, sid, n);
+    res->nsids++;
+
+    return 0;
+}
+
+
+static int
+kcd_wb_group_names_one_by_one(struct wbcContext *ctx,
+    struct wbcDomainSid *sids, kcd_wb_result_t *res)
+{
+    int                 i;
+    char               *p, *last, *domain, *name;
+    size_t              n;
+    enum wbcSidType     type;
+
+    p = res->groups;
+    last = res->groups + sizeof(res->groups);
+
+    for (i = 0; i < res->nsids; i++) {
+        domain = NULL;
+        name = NULL;
+
+        if (wbcCtxLookupSid(ctx, &sids[i], &domain, &name, &type)
+            == WBC_ERR_SUCCESS
+            && name != NULL && name[0] != '\0'
+            && type != WBC_SID_NAME_UNKNOWN && type != WBC_SID_NAME_INVALID)
+        {
+            n = (domain ? strlen(domain) + 1 : 0) + strlen(name) + 1;
+
+            if (n <= (size_t) (last - p)) {
+                p += snprintf(p, last - p, "%s%s%s",
+                              (domain && domain[0]) ? domain : "",
+                              (domain && domain[0]) ? "\\" : "", name) + 1;
+                res->ngroups++;
+            }
+        }
+
+        wbcFreeMemory(domain);
+        wbcFreeMemory(name);
+    }
+
+    return 0;
+}
+
+
+int
+kcd_wb_group_names(kcd_wb_result_t *res)
+{
+    int                         i, ndomains, rc;
+    char                       *s, *p, *last;
+    size_t                      n;
+    wbcErr                      wbc;
+    struct wbcContext          *ctx;
+    struct wbcDomainSid        *sids;
+    struct wbcDomainInfo       *domains;
+    struct wbcTranslatedName   *names;
+
+    res->ngroups = 0;
+    res->groups[0] = '\0';
+
+    if (res->nsids == 0) {
+        return 0;
+    }
+
+    ctx = kcd_wb_ctx();
+    if (ctx == NULL) {
+        kcd_wb_copy(res->error, sizeof(res->error),
+                    "winbind: cannot create a libwbclient context");
+        return -1;
+    }
+
+    sids = calloc(res->nsids, sizeof(struct wbcDomainSid));
+    if (sids == NULL) {
+        kcd_wb_copy(res->error, sizeof(res->error), "out of memory");
+        return -1;
+    }
+
+    s = res->sids;
+
+    for (i = 0; i < res->nsids; i++) {
+        if (wbcStringToSid(s, &sids[i]) != WBC_ERR_SUCCESS) {
+            (void) snprintf(res->error, sizeof(res->error),
+                            "invalid SID \"%s\"", s);
+            free(sids);
+            return -1;
+        }
+
+        s += strlen(s) + 1;
+    }
+
+    domains = NULL;
+    names = NULL;
+    ndomains = 0;
+
+    wbc = wbcCtxLookupSids(ctx, sids, res->nsids, &domains, &ndomains,
+                           &names);
+
+    if (wbc != WBC_ERR_SUCCESS) {
+        /*
+         * one SID of a domain winbindd does not know (a PAC carries
+         * S-1-18-1, "authentication authority asserted identity") fails
+         * the whole batch: name them one by one
+         */
+        rc = kcd_wb_group_names_one_by_one(ctx, sids, res);
+        free(sids);
+        return rc;
+    }
+
+    free(sids);
+
+    rc = 0;
+    p = res->groups;
+    last = res->groups + sizeof(res->groups);
+
+    for (i = 0; i < res->nsids; i++) {
+
+        if (names[i].name == NULL || names[i].name[0] == '\0'
+            || names[i].type == WBC_SID_NAME_UNKNOWN
+            || names[i].type == WBC_SID_NAME_INVALID)
+        {
+            continue;
+        }
+
+        s = (names[i].domain_index >= 0 && names[i].domain_index < ndomains
+             && domains[names[i].domain_index].short_name)
+            ? domains[names[i].domain_index].short_name : "";
+
+        n = strlen(s) + (s[0] ? 1 : 0) + strlen(names[i].name) + 1;
+
+        if (n > (size_t) (last - p)) {
+            break;
+        }
+
+        p += snprintf(p, last - p, "%s%s%s", s, s[0] ? "\\" : "",
+                      names[i].name) + 1;
+        res->ngroups++;
+    }
+
+    wbcFreeMemory(domains);
+    wbcFreeMemory(names);
+
+    return rc;
 }
 
 

@@ -17,13 +17,25 @@
                                     disabled, locked: 401 */
 #define KCD_WB_UNAVAILABLE  -2   /* winbindd or the DC unreachable: 503 */
 
+#define KCD_WB_GROUPS_SIZE  8192
 
-typedef struct {
+
+typedef struct kcd_wb_result_s {
     char        user[256];        /* account name as the DC returns it */
     char        domain[256];      /* NetBIOS domain as the DC returns it */
     char        dns_domain[256];  /* DNS domain (realm) if known, else "" */
     uint8_t     session_key[16];  /* user session key (NTLM) */
     char        error[256];       /* the winbind/NT status text */
+
+    /*
+     * the user's group SIDs from the logon ("S-1-5-21-...-513"), and after
+     * kcd_wb_group_names() their names ("KCD\Exchange Users"), each
+     * NUL-terminated, one after the other
+     */
+    char        sids[KCD_WB_GROUPS_SIZE];
+    int         nsids;
+    char        groups[KCD_WB_GROUPS_SIZE];
+    int         ngroups;
 } kcd_wb_result_t;
 
 
@@ -40,6 +52,16 @@ int kcd_wb_auth_ntlm(const char *user, const char *domain,
 /* plaintext logon (Basic) */
 int kcd_wb_auth_plain(const char *user, const char *domain,
     const char *password, kcd_wb_result_t *res);
+
+/*
+ * B20: the names of res->sids (as the DC's logon answer or a PAC gave
+ * them) into res->groups, through winbindd (LookupSids).  SIDs it cannot
+ * name are left out.  0, or -1 with res->error set; blocks: thread pool.
+ */
+int kcd_wb_group_names(kcd_wb_result_t *res);
+
+/* append one SID string to res->sids; -1 when full */
+int kcd_wb_add_sid(kcd_wb_result_t *res, const char *sid);
 
 /*
  * Start-up check: winbindd answers and the privileged pipe can be opened

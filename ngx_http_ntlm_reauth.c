@@ -19,6 +19,7 @@
 #include <openssl/x509.h>
 
 #include "ngx_http_kcd.h"
+#include "ngx_http_kcd_lockout.h"
 #include "ngx_http_kcd_ntlm_crypto.h"
 
 
@@ -350,6 +351,12 @@ ngx_http_kcd_ntlm_authenticate(ngx_http_request_t *r,
         ctx->cb_met = KCD_NTLM_CB_REQUIRE;
     }
 
+    /* B19: refused like a wrong password, before any backend is asked */
+
+    if (ngx_http_kcd_lockout_check(r, &user, &domain) != NGX_OK) {
+        return ngx_http_kcd_ntlm_failed(r, ctx, "refused by kcd_lockout");
+    }
+
     if (klcf->user_file) {
 
         acc = ngx_http_kcd_user_file_find(klcf->user_file, &user, &domain);
@@ -403,6 +410,7 @@ ngx_http_kcd_ntlm_authenticate(ngx_http_request_t *r,
 
         kscf = ngx_http_get_module_srv_conf(r, ngx_http_kcd_module);
         map_domain = acc->domain;
+        ctx->groups = acc->groups;
 
         return ngx_http_kcd_ntlm_success(r, ctx, NGX_HTTP_KCD_BACKEND_FILE,
                                          &acc->user,
@@ -465,6 +473,13 @@ ngx_http_kcd_ntlm_winbind_done(ngx_http_request_t *r, ngx_http_kcd_task_t *t)
         }
 
         ngx_http_kcd_count(r, winbind_ok);
+
+        if (t->want_groups
+            && ngx_http_kcd_require_wb_groups(r->pool, &t->wb, &ctx->groups)
+               != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
 
         /* the names as the domain controller spells them */
 

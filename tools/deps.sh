@@ -9,6 +9,7 @@ nginx-core nginx-dev libpcre2-dev libssl-dev zlib1g-dev
 libkrb5-dev krb5-user krb5-kdc krb5-admin-server krb5-kdc-ldap
 slapd ldap-utils
 libwbclient-dev samba winbind libnss-winbind smbclient
+samba-dev libtalloc-dev
 samba-ad-dc samba-ad-provision samba-dsdb-modules
 apache2 libapache2-mod-auth-gssapi
 curl openssl wrk iproute2 procps psmisc faketime

@@ -520,7 +520,10 @@ use IO::Socket::INET;
 use Time::HiRes qw(time);
 
 # KcdTest::Conn->new(port => $p, host => '127.0.0.1', ssl => 0|1,
-#                    sni => 'name', timeout => 5, alpn => [...])
+#                    sni => 'name', timeout => 5, alpn => [...],
+#                    local_addr => '127.0.0.2')
+# local_addr: bind the client socket, so that one test speaks from several
+# client addresses (any 127.0.0.0/8 address works on Linux loopback)
 sub new {
     my ($class, %o) = @_;
     croak "Conn: port required" unless $o{port};
@@ -531,6 +534,7 @@ sub new {
         require IO::Socket::SSL;
         $sock = IO::Socket::SSL->new(
             PeerAddr => $host, PeerPort => $o{port}, Timeout => $timeout,
+            ($o{local_addr} ? (LocalAddr => $o{local_addr}) : ()),
             SSL_verify_mode => IO::Socket::SSL::SSL_VERIFY_NONE(),
             SSL_hostname => (defined $o{sni} ? $o{sni} : ''),
             ($o{alpn} ? (SSL_alpn_protocols => $o{alpn}) : ()),
@@ -539,7 +543,9 @@ sub new {
             . IO::Socket::SSL::errstr();
     } else {
         $sock = IO::Socket::INET->new(PeerAddr => $host, PeerPort => $o{port},
-                                      Proto => 'tcp', Timeout => $timeout)
+                                      Proto => 'tcp', Timeout => $timeout,
+                                      ($o{local_addr}
+                                       ? (LocalAddr => $o{local_addr}) : ()))
             or croak "connect to $host:$o{port} failed: $!";
     }
     $sock->autoflush(1);
