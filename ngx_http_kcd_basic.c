@@ -113,9 +113,10 @@ ngx_http_kcd_basic(ngx_http_request_t *r, ngx_http_kcd_loc_conf_t *klcf,
 
     if (ngx_http_kcd_lockout_check(r, &user, &domain) != NGX_OK) {
         kcd_ntlm_wipe(pass.data, pass.len);
-        return ngx_http_kcd_logon_failed(r, NGX_HTTP_KCD_BASIC, &user,
-                                         &domain, NULL,
-                                         "refused by kcd_lockout");
+        return ngx_http_kcd_lockout_answer(r,
+                   ngx_http_kcd_logon_failed(r, NGX_HTTP_KCD_BASIC, &user,
+                                             &domain, NULL,
+                                             "refused by kcd_lockout"));
     }
 
     if (klcf->user_file) {

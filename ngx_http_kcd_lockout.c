@@ -80,6 +80,13 @@ typedef struct {
     ngx_queue_t                others;     /* addresses, other accounts */
     ngx_uint_t                 evicting;   /* logged that it started */
     ngx_http_kcd_lockout_counters_t  counters;
+
+    /*
+     * how long a checked wrong password takes to answer here (ms, moving
+     * average): a refusal waits as long, so that it is not told apart by
+     * its speed when the DC or the KDC checks passwords
+     */
+    ngx_msec_t                 latency;
 } ngx_http_kcd_lo_sh_t;
 
 
@@ -110,6 +117,12 @@ typedef struct {
 
 typedef struct {
     ngx_uint_t                 status;
+
+    /* a refusal answered after the backend's usual time (timing class) */
+    ngx_msec_t                 delay;
+    ngx_int_t                  rc;
+    ngx_event_t                timer;
+    ngx_http_request_t        *request;
 } ngx_http_kcd_lo_ctx_t;
 
 
@@ -610,10 +623,12 @@ ngx_int_t
 ngx_http_kcd_lockout_check(ngx_http_request_t *r, ngx_str_t *user,
     ngx_str_t *domain)
 {
+    ngx_http_kcd_lo_ctx_t   *ctx;
     u_char                   akey[17], ukey[NGX_HTTP_KCD_LO_KEY_MAX];
     u_char                   tbuf[32], *te;
     size_t                   ulen;
     time_t                   now, until;
+    ngx_msec_t               delay;
     ngx_uint_t               cls, spray, locked;
     ngx_http_kcd_lo_node_t  *an, *un;
     ngx_http_kcd_lo_zone_t  *zone;
@@ -668,6 +683,8 @@ ngx_http_kcd_lockout_check(ngx_http_request_t *r, ngx_str_t *user,
         ngx_http_kcd_lo_touch(zone, un);
     }
 
+    delay = zone->sh->latency;
+
     if (locked) {
         if (spray) {
             (void) ngx_atomic_fetch_add(&zone->sh->counters.refused_spray, 1);
@@ -708,7 +725,77 @@ ngx_http_kcd_lockout_check(ngx_http_request_t *r, ngx_str_t *user,
 
     ngx_http_kcd_lo_set_status(r, NGX_HTTP_KCD_LOCKOUT_LOCKED);
 
+    ctx = ngx_http_get_module_ctx(r, ngx_http_kcd_lockout_module);
+    if (ctx) {
+        ctx->delay = delay;
+    }
+
     return NGX_DECLINED;
+}
+
+
+static void
+ngx_http_kcd_lo_delay_handler(ngx_event_t *ev)
+{
+    ngx_connection_t       *c;
+    ngx_http_request_t     *r;
+    ngx_http_kcd_ctx_t     *kctx;
+    ngx_http_kcd_lo_ctx_t  *ctx;
+
+    ctx = ev->data;
+    r = ctx->request;
+    c = r->connection;
+
+    ngx_http_set_log_request(c->log, r);
+
+    r->main->blocked--;
+
+    kctx = ngx_http_get_module_ctx(r, ngx_http_kcd_module);
+
+    if (kctx) {
+        kctx->pending = 0;
+        kctx->done = 1;
+        kctx->rc = ctx->rc;
+    }
+
+    r->write_event_handler(r);
+    ngx_http_run_posted_requests(c);
+}
+
+
+/*
+ * The answer to a logon refused by ngx_http_kcd_lockout_check(): rc (the
+ * wrong-password answer) at once where passwords are checked locally, or
+ * NGX_AGAIN and rc after the time a checked wrong password takes here
+ * (the domain controller's or the KDC's round trip), so that the
+ * refusal has the timing class of a wrong password.  No thread is held.
+ */
+
+ngx_int_t
+ngx_http_kcd_lockout_answer(ngx_http_request_t *r, ngx_int_t rc)
+{
+    ngx_http_kcd_ctx_t     *kctx;
+    ngx_http_kcd_lo_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_kcd_lockout_module);
+    kctx = ngx_http_get_module_ctx(r, ngx_http_kcd_module);
+
+    if (ctx == NULL || kctx == NULL || ctx->delay == 0) {
+        return rc;
+    }
+
+    ctx->rc = rc;
+    ctx->request = r;
+    ctx->timer.handler = ngx_http_kcd_lo_delay_handler;
+    ctx->timer.data = ctx;
+    ctx->timer.log = r->connection->log;
+
+    ngx_add_timer(&ctx->timer, ngx_min(ctx->delay, 10000));
+
+    kctx->pending = 1;
+    r->main->blocked++;
+
+    return NGX_AGAIN;
 }
 
 
@@ -721,6 +808,7 @@ ngx_http_kcd_lockout_failed(ngx_http_request_t *r, ngx_str_t *user,
     size_t                   ulen;
     time_t                   now;
     uint32_t                 h, *hashes;
+    ngx_msec_t               elapsed;
     ngx_uint_t               i, cls, limit, alocked, ulocked, nacc, nfail;
     ngx_http_kcd_lo_node_t  *an, *un;
     ngx_http_kcd_lo_zone_t  *zone;
@@ -792,6 +880,16 @@ ngx_http_kcd_lockout_failed(ngx_http_request_t *r, ngx_str_t *user,
         nacc = an->n;
     }
 
+    /* the answer time of a checked wrong password (timing class) */
+
+    elapsed = ngx_current_msec - r->start_msec;
+
+    if (elapsed < 60000) {
+        zone->sh->latency = zone->sh->latency
+                            ? (zone->sh->latency * 7 + elapsed) / 8
+                            : elapsed;
+    }
+
     /* the account, when the backend knows it */
 
     if (why == NGX_HTTP_KCD_LOCKOUT_WRONG_PASSWORD) {
@@ -811,7 +909,7 @@ ngx_http_kcd_lockout_failed(ngx_http_request_t *r, ngx_str_t *user,
             }
 
             ngx_http_kcd_lo_expire(zone, un, cls, now, r->connection->log,
-                               &r->connection->addr_text);
+                                   &r->connection->addr_text);
             ngx_http_kcd_lo_touch(zone, un);
 
             limit = (cls == NGX_HTTP_KCD_LO_FAMILIAR)

@@ -52,6 +52,14 @@ ngx_int_t ngx_http_kcd_lockout_check(ngx_http_request_t *r, ngx_str_t *user,
     ngx_str_t *domain);
 
 /*
+ * B19: what to return for a logon ngx_http_kcd_lockout_check() refused:
+ * rc, the wrong-password answer, at once, or NGX_AGAIN and rc later (the
+ * request ctx's done/rc), after as long as a checked wrong password takes
+ * in this zone (DC or KDC round trip): the same timing class.
+ */
+ngx_int_t ngx_http_kcd_lockout_answer(ngx_http_request_t *r, ngx_int_t rc);
+
+/*
  * B19: a password check failed: why is NGX_HTTP_KCD_LOCKOUT_WRONG_PASSWORD
  * (counted for the account and the address) or _UNKNOWN_USER (counted for
  * the address only, so that made-up names never take zone memory).

@@ -354,7 +354,8 @@ ngx_http_kcd_ntlm_authenticate(ngx_http_request_t *r,
     /* B19: refused like a wrong password, before any backend is asked */
 
     if (ngx_http_kcd_lockout_check(r, &user, &domain) != NGX_OK) {
-        return ngx_http_kcd_ntlm_failed(r, ctx, "refused by kcd_lockout");
+        return ngx_http_kcd_lockout_answer(r,
+                   ngx_http_kcd_ntlm_failed(r, ctx, "refused by kcd_lockout"));
     }
 
     if (klcf->user_file) {

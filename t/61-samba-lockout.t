@@ -19,6 +19,7 @@ use lib "$FindBin::Bin/lib";
 use File::Temp qw(tempdir);
 use MIME::Base64 qw(encode_base64);
 use Test::More;
+use Time::HiRes ();
 
 use KcdTest qw(port);
 use KcdNTLM qw(:all);
@@ -188,8 +189,16 @@ is(scalar @dc, 5, 'the DC was asked 5 times, not 30');
 like($log, qr/\[warn\].*lockout: account "alice\@kcd\.test" locked for unfamiliar addresses after 5 failed logons \(last from 127\.0\.0\.3\)/,
      'warn line: alice locked for unfamiliar addresses');
 
+my $t0 = Time::HiRes::time();
 $r = ntlm('127.0.0.3', 'KCD\\alice', $apw);
+my $t_refused = Time::HiRes::time() - $t0;
 is($r->{status}, 401, 'the right password from the stranger: 401');
+$t0 = Time::HiRes::time();
+ntlm('127.0.0.7', 'KCD\\Administrator', 'Wrong-timing!');
+# informational, not asserted (timing is a benchmark's job)
+diag(sprintf('NTLM logon answered in %.1f ms when refused by lockout, '
+             . '%.1f ms for a wrong password checked by the DC',
+             $t_refused * 1000, (Time::HiRes::time() - $t0) * 1000));
 is($r->header('X-Lockout'), 'locked', '$kcd_lockout_status locked');
 
 # the owner keeps working
