@@ -72,6 +72,23 @@ $t->write_config(<<"EOF");
             kcd_status;
         }
     }
+
+    # a zone too small for the attack: eviction policy
+    kcd_lockout_zone tiny:32k threshold=3 spray=1000;
+
+    server {
+        listen 127.0.0.1:%%PORT_8081%%;
+        kcd_ntlm_user_file %%TESTDIR%%/users;
+        kcd_ntlm_domain KCD;
+        kcd_realm KCD.TEST;
+        kcd_auth ntlm;
+        kcd_lockout tiny;
+        add_header X-Lockout "\$kcd_lockout_status" always;
+
+        location / {
+            proxy_pass http://127.0.0.1:%%PORT_9000%%;
+        }
+    }
 EOF
 $t->run;
 
@@ -202,6 +219,36 @@ is($r->header('X-Lockout'), 'log_only_locked',
    '$kcd_lockout_status log_only_locked');
 ok($t->wait_for_log(qr/\[info\].*logon of user "erin" domain "KCD" would be refused \(log_only\)/,
                     3, undef, $mark), 'log_only: the would-be refusal logged');
+
+# memory: a zone full of attack state evicts it, never the familiar
+# addresses of an account that logged on
+
+sub ntlm_tiny {
+    my ($addr, $user, $pw) = @_;
+    my ($dom, $name) = $user =~ /^(.*)\\(.*)$/ ? ($1, $2) : ('', $user);
+    my (undef, $r) = ntlm_login(KcdTest::Conn->new(port => port(8081),
+                                                   local_addr => $addr),
+                                '/t', user => $name, domain => $dom,
+                                password => $pw);
+    return $r;
+}
+
+is(ntlm_tiny('127.0.0.2', 'KCD\\carol', 'Carol-1')->{status}, 200,
+   'tiny zone: carol logs on from 127.0.0.2');
+$mark = $t->log_mark;
+my $bad = 0;
+for my $i (1 .. 300) {
+    my $addr = sprintf('127.0.%d.%d', 10 + int($i / 200), 1 + $i % 200);
+    my $who = $i % 2 ? sprintf('KCD\\rnd%04d', $i) : 'KCD\\dave';
+    $bad++ if ntlm_tiny($addr, $who, 'Spray-1')->{status} != 401;
+}
+is($bad, 0, 'tiny zone: 300 failures from 300 addresses, all 401');
+my @ev = ($t->error_log(since => $mark) // '') =~ /kcd_lockout_zone "tiny" is full/g;
+is(scalar @ev, 1, 'tiny zone: one warn line when eviction starts');
+$r = ntlm_tiny('127.0.0.2', 'KCD\\carol', 'Carol-1');
+is($r->{status}, 200, 'tiny zone: carol still logs on');
+is($r->header('X-Lockout'), 'familiar',
+   'tiny zone: carol\'s familiar address survived the spray');
 
 # the access log carries the status
 
