@@ -75,6 +75,7 @@ typedef struct {
     ngx_atomic_t               winbind_ok;
     ngx_atomic_t               winbind_failed;
     ngx_atomic_t               winbind_unavailable;
+    ngx_atomic_t               require_denied;      /* kcd_require, B20 */
 } ngx_http_kcd_counters_t;
 
 

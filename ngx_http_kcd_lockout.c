@@ -1118,28 +1118,8 @@ ngx_http_kcd_lockout_success(ngx_http_request_t *r, ngx_str_t *principal)
 }
 
 
-void
-ngx_http_kcd_lockout_count_denied(ngx_http_request_t *r)
-{
-    ngx_http_kcd_lo_zone_t       **zones;
-    ngx_http_kcd_lo_main_conf_t   *lmcf;
-
-    lmcf = ngx_http_get_module_main_conf(r, ngx_http_kcd_lockout_module);
-
-    if (lmcf == NULL || lmcf->zones.nelts == 0) {
-        return;
-    }
-
-    zones = lmcf->zones.elts;
-
-    if (zones[0]->sh) {
-        (void) ngx_atomic_fetch_add(&zones[0]->sh->counters.rules_denied, 1);
-    }
-}
-
-
 /*
- * kcd_status lines: the three counters per zone, and one gauge per lock
+ * kcd_status lines: the two counters per zone, and one gauge per lock
  * in force (account and class, or address), the listing an administrator
  * reads before unlocking (docs/lockout.md).
  */
@@ -1196,11 +1176,9 @@ ngx_http_kcd_lockout_status(ngx_http_request_t *r, u_char *p, u_char *last)
                  "kcd_lockout_refused_total{zone=\"%V\",reason=\"lockout\"}"
                  " %uA\n"
                  "kcd_lockout_refused_total{zone=\"%V\",reason=\"spray\"}"
-                 " %uA\n"
-                 "kcd_require_denied_total{zone=\"%V\"} %uA\n",
+                 " %uA\n",
                  &zone->name, zone->sh->counters.refused_lockout,
-                 &zone->name, zone->sh->counters.refused_spray,
-                 &zone->name, zone->sh->counters.rules_denied);
+                 &zone->name, zone->sh->counters.refused_spray);
 
         listed = 0;
 

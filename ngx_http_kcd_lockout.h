@@ -32,7 +32,6 @@
 typedef struct {
     ngx_atomic_t               refused_lockout;
     ngx_atomic_t               refused_spray;
-    ngx_atomic_t               rules_denied;
 } ngx_http_kcd_lockout_counters_t;
 
 
@@ -87,9 +86,6 @@ void ngx_http_kcd_lockout_success(ngx_http_request_t *r,
 size_t ngx_http_kcd_lockout_status_size(ngx_http_request_t *r);
 u_char *ngx_http_kcd_lockout_status(ngx_http_request_t *r, u_char *p,
     u_char *last);
-
-/* counts a request refused by kcd_require (in the first lockout zone) */
-void ngx_http_kcd_lockout_count_denied(ngx_http_request_t *r);
 
 
 /*

@@ -78,7 +78,8 @@ ngx_http_kcd_status_handler(ngx_http_request_t *r)
         "kcd_ticket_cache_total{result=\"miss\"}",
         "kcd_winbind_total{result=\"ok\"}",
         "kcd_winbind_total{result=\"failed\"}",
-        "kcd_winbind_total{result=\"unavailable\"}"
+        "kcd_winbind_total{result=\"unavailable\"}",
+        "kcd_require_denied_total"
     };
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {

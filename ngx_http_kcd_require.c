@@ -340,7 +340,7 @@ ngx_http_kcd_require_check(ngx_http_request_t *r, ngx_str_t *user,
                   "from the logon)",
                   user, principal, &r->connection->addr_text, ng);
 
-    ngx_http_kcd_lockout_count_denied(r);
+    ngx_http_kcd_count(r, require_denied);
 
     return NGX_HTTP_FORBIDDEN;
 }

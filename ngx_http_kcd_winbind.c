@@ -450,7 +450,7 @@ kcd_wb_group_names(kcd_wb_result_t *res)
     for (i = 0; i < res->nsids; i++) {
         if (wbcStringToSid(s, &sids[i]) != WBC_ERR_SUCCESS) {
             (void) snprintf(res->error, sizeof(res->error),
-                            "invalid SID \"%s\"", s);
+                            "invalid SID \"%.80s\"", s);
             free(sids);
             return -1;
         }

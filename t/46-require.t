@@ -64,6 +64,11 @@ $t->write_config(<<"EOF");
             kcd_auth off;
             proxy_pass http://127.0.0.1:%%PORT_9000%%;
         }
+
+        location = /status {
+            kcd_auth off;
+            kcd_status;
+        }
     }
 EOF
 $t->run;
@@ -119,6 +124,10 @@ is(ntlm('KCD\\dave', 'Dave-1', '/')->{status}, 403,
    'an empty groups field: no groups');
 is(KcdTest::Conn->new(port => port(8080))->get('/public/x')->{status}, 200,
    'kcd_auth off: inherited rules do not apply');
+
+like(KcdTest::Conn->new(port => port(8080))->get('/status')->{body},
+     qr/^kcd_require_denied_total [1-9]\d*$/m,
+     'kcd_status counts the refusals (no lockout zone needed)');
 
 # nginx -t
 
