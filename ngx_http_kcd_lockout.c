@@ -34,6 +34,10 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include <locale.h>
+#include <wchar.h>
+#include <wctype.h>
+
 #include "ngx_http_kcd.h"
 #include "ngx_http_kcd_lockout.h"
 
@@ -44,7 +48,7 @@
 #define NGX_HTTP_KCD_LO_UNFAMILIAR   0
 #define NGX_HTTP_KCD_LO_FAMILIAR     1
 
-#define NGX_HTTP_KCD_LO_KEY_MAX      (2 * NGX_HTTP_KCD_NAME_MAX + 2)
+#define NGX_HTTP_KCD_LO_KEY_MAX      1024
 #define NGX_HTTP_KCD_LO_FAMILIAR_MAX 64
 #define NGX_HTTP_KCD_LO_SPRAY_MAX    1024
 
@@ -440,35 +444,101 @@ ngx_http_kcd_lo_addr_key(ngx_http_request_t *r, u_char *key)
  * one key.  principal: a logon's canonical principal instead of the two.
  */
 
+/*
+ * Lower case with Unicode simple case mapping (glibc's towlower() in the
+ * C.UTF-8 locale), so that "JÜRGEN" and "jürgen" are one account, as
+ * Windows compares names.  ASCII, the usual case, takes ngx_strlow().
+ * The end of what was written, or NULL when it does not fit in last.
+ */
+
+u_char *
+ngx_http_kcd_lower(u_char *dst, u_char *last, u_char *src, size_t len)
+{
+    size_t      i, n;
+    wchar_t     wc;
+    locale_t    old;
+    mbstate_t   in, out;
+
+    static locale_t    utf8;
+    static ngx_uint_t  tried;
+
+    for (i = 0; i < len && src[i] < 0x80; i++) { /* void */ }
+
+    if (i == len || !tried) {
+        if (!tried) {
+            tried = 1;
+            utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t) 0);
+        }
+
+        if (i == len || utf8 == (locale_t) 0) {
+            if ((size_t) (last - dst) < len) {
+                return NULL;
+            }
+
+            ngx_strlow(dst, src, len);
+            return dst + len;
+        }
+    }
+
+    old = uselocale(utf8);
+    ngx_memzero(&in, sizeof(mbstate_t));
+    ngx_memzero(&out, sizeof(mbstate_t));
+
+    for (i = 0; i < len; i += n) {
+        n = mbrtowc(&wc, (char *) src + i, len - i, &in);
+
+        if (n == 0 || n > len - i) {
+            /* not UTF-8: the byte as it is */
+            ngx_memzero(&in, sizeof(mbstate_t));
+            wc = (wchar_t) -1;
+            n = 1;
+        }
+
+        if ((size_t) (last - dst) < MB_LEN_MAX) {
+            dst = NULL;
+            break;
+        }
+
+        if (wc == (wchar_t) -1) {
+            *dst++ = ngx_tolower(src[i]);
+            continue;
+        }
+
+        dst += wcrtomb((char *) dst, towlower(wc), &out);
+    }
+
+    (void) uselocale(old);
+
+    return dst;
+}
+
+
 static size_t
 ngx_http_kcd_lo_account_key(ngx_http_request_t *r, ngx_str_t *user,
     ngx_str_t *domain, ngx_str_t *principal, u_char *key)
 {
-    u_char                   *p;
+    u_char                   *p, *last;
     ngx_str_t                 realm, none;
     ngx_http_kcd_loc_conf_t  *klcf;
 
     key[0] = 'u';
+    last = key + NGX_HTTP_KCD_LO_KEY_MAX;
 
     if (principal) {
-        if (principal->len == 0
-            || principal->len >= NGX_HTTP_KCD_LO_KEY_MAX)
-        {
-            return 0;
-        }
+        p = ngx_http_kcd_lower(key + 1, last, principal->data,
+                                  principal->len);
 
-        ngx_strlow(key + 1, principal->data, principal->len);
-        return 1 + principal->len;
+        return (p == NULL || principal->len == 0) ? 0 : (size_t) (p - key);
     }
 
-    if (user->len == 0 || user->len >= NGX_HTTP_KCD_LO_KEY_MAX / 2) {
+    if (user->len == 0) {
         return 0;
     }
 
     if (ngx_strlchr(user->data, user->data + user->len, '@')) {
         /* alice@kcd.test: a UPN, whatever the domain field says */
-        ngx_strlow(key + 1, user->data, user->len);
-        return 1 + user->len;
+        p = ngx_http_kcd_lower(key + 1, last, user->data, user->len);
+        return (p == NULL) ? 0 : (size_t) (p - key);
     }
 
     klcf = ngx_http_get_module_loc_conf(r, ngx_http_kcd_module);
@@ -476,14 +546,16 @@ ngx_http_kcd_lo_account_key(ngx_http_request_t *r, ngx_str_t *user,
 
     if (ngx_http_kcd_realm(r, klcf, domain ? domain : &none, &realm)
         != NGX_OK
-        || realm.len >= NGX_HTTP_KCD_LO_KEY_MAX / 2)
+        || realm.len > NGX_HTTP_KCD_NAME_MAX)
     {
         return 0;
     }
 
-    p = key + 1;
-    ngx_strlow(p, user->data, user->len);
-    p += user->len;
+    p = ngx_http_kcd_lower(key + 1, last - 1 - realm.len, user->data,
+                              user->len);
+    if (p == NULL) {
+        return 0;
+    }
 
     if (realm.len) {
         *p++ = '@';

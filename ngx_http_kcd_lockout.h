@@ -89,6 +89,14 @@ u_char *ngx_http_kcd_lockout_status(ngx_http_request_t *r, u_char *p,
 
 
 /*
+ * Names in lower case with Unicode simple case mapping (glibc, C.UTF-8):
+ * "JÜRGEN" -> "jürgen".  Writes to dst, returns the end, NULL when it does
+ * not fit before last.  Bytes that are not UTF-8 are kept (ASCII lowered).
+ */
+u_char *ngx_http_kcd_lower(u_char *dst, u_char *last, u_char *src,
+    size_t len);
+
+/*
  * B20: after authentication, before delegation.  user, principal: the
  * request's identity; groups: the names and SIDs of its groups from the
  * logon, each NUL-terminated (len 0: none known).  NGX_OK: admitted (or no

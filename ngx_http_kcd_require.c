@@ -10,7 +10,7 @@
  * (as auth_basic does); rules of one level are not added to those of
  * another.
  *
- * Names compare case-insensitively (ASCII).  A user rule matches any
+ * Names compare case-insensitively with Unicode simple case mapping.  A user rule matches any
  * accepted spelling of the account: "alice" matches the account name of
  * any realm, "KCD\alice" and "alice@KCD.TEST" match that account only
  * (the NetBIOS domain maps to its realm as for delegation).  A group rule
@@ -101,10 +101,21 @@ ngx_module_t  ngx_http_kcd_require_module = {
 };
 
 
+/* names compare as Windows does: Unicode simple case mapping */
+
 static ngx_uint_t
 ngx_http_kcd_require_eq(ngx_str_t *a, u_char *b, size_t len)
 {
-    return a->len == len && ngx_strncasecmp(a->data, b, len) == 0;
+    u_char  x[1024], y[1024], *xe, *ye;
+
+    if (a->len == len && ngx_strncasecmp(a->data, b, len) == 0) {
+        return 1;
+    }
+
+    xe = ngx_http_kcd_lower(x, x + sizeof(x), a->data, a->len);
+    ye = ngx_http_kcd_lower(y, y + sizeof(y), b, len);
+
+    return xe && ye && xe - x == ye - y && ngx_memcmp(x, y, xe - x) == 0;
 }
 
 

@@ -31,7 +31,8 @@ $t->write_file('users',
       line('KCD\\alice', 'Alice-1', 'Exchange Users, Staff')
     . line('KCD\\bob', 'Bob-1', 'Staff')
     . line('KCD\\carol', 'Carol-1')
-    . line('dave', 'Dave-1', ''));
+    . line('dave', 'Dave-1', '')
+    . line('KCD\\erin', 'Erin-1', "\xc3\x84rzte"));
 
 $t->write_config(<<"EOF");
     server {
@@ -57,6 +58,11 @@ $t->write_config(<<"EOF");
 
         location /dave/ {
             kcd_require user=KCD\\dave;
+            proxy_pass http://127.0.0.1:%%PORT_9000%%;
+        }
+
+        location /aerzte/ {
+            kcd_require "group=\xc3\xa4RZTE";
             proxy_pass http://127.0.0.1:%%PORT_9000%%;
         }
 
@@ -122,6 +128,10 @@ is(ntlm('dave', 'Dave-1', '/dave/x')->{status}, 200,
    'user=KCD\\dave admits dave');
 is(ntlm('KCD\\dave', 'Dave-1', '/')->{status}, 403,
    'an empty groups field: no groups');
+is(ntlm('KCD\\erin', 'Erin-1', '/aerzte/x')->{status}, 200,
+   'group=äRZTE admits a member of "Ärzte" (Unicode case mapping)');
+is(ntlm('KCD\\bob', 'Bob-1', '/aerzte/x')->{status}, 403,
+   '... and no one else');
 is(KcdTest::Conn->new(port => port(8080))->get('/public/x')->{status}, 200,
    'kcd_auth off: inherited rules do not apply');
 

@@ -211,6 +211,27 @@ is(basic('127.0.0.2', 'KCD\\alice', $apw)->{status}, 200,
 is(ad_account('alice')->{lockoutTime}, 0, 'AD: alice still not locked');
 
 ###########################################################################
+# one account whatever the case of its non-ASCII letters (Unicode simple
+# case mapping): JÜRGEN, jürgen and Jürgen are one account for AD and for
+# the proxy
+
+samba_tool('user', 'create', "j\xc3\xbcrgen", 'J-Pass1!kcd');
+$mark = $t->log_mark;
+my @spell = ("J\x{dc}RGEN", "j\x{fc}rgen", "J\x{fc}rgen");
+my $ok = 0;
+for my $i (0 .. 8) {
+    $ok++ if ntlm('127.0.0.8', "KCD\\$spell[$i % 3]", "Wrong-$i!")->{status}
+             == 401;
+}
+is($ok, 9, 'jürgen in three spellings: 9 x 401');
+$acc = ad_account("j\xc3\xbcrgen");
+cmp_ok($acc->{badPwdCount}, '<=', 5,
+       "AD: jürgen's badPwdCount $acc->{badPwdCount}, one proxy count");
+like($t->error_log(since => $mark) // '',
+     qr/lockout: account "j\xc3\xbcrgen\@kcd\.test" locked for unfamiliar/,
+     'warn line: one account, in lower case');
+
+###########################################################################
 # spray: 20 accounts from one address, cut off after spray=5
 
 $mark = $t->log_mark;
