@@ -232,6 +232,8 @@ typedef struct {
     ngx_http_upstream_t       *token_upstream;  /* that carried it */
     ngx_int_t                (*create_request)(ngx_http_request_t *r);
     ngx_int_t                (*process_header)(ngx_http_request_t *r);
+    ngx_int_t                (*reinit_request)(ngx_http_request_t *r);
+    ngx_uint_t                 refused;      /* B15, for the balancer */
     ngx_str_t                  spn;
     ngx_str_t                  cache_status;
 } ngx_http_kcd_request_t;

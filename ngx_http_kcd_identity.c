@@ -747,6 +747,9 @@ ngx_http_kcd_identity_init(ngx_conf_t *cf)
         {
             ngx_http_kcd_original_remote_user = v->get_handler;
             v->get_handler = ngx_http_kcd_remote_user;
+
+            /* a value read before the logon (limit_req keys) is not kept */
+            v->flags |= NGX_HTTP_VAR_NOCACHEABLE;
             break;
         }
     }

@@ -30,9 +30,6 @@
 #include "ngx_http_kcd_winbind.h"
 
 
-/* its location configuration starts with ngx_http_upstream_conf_t */
-extern ngx_module_t  ngx_http_proxy_module;
-
 
 static ngx_int_t ngx_http_kcd_access_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_kcd_authenticate(ngx_http_request_t *r,
@@ -48,6 +45,8 @@ static char *ngx_http_kcd_merge_srv_conf(ngx_conf_t *cf, void *parent,
 static void *ngx_http_kcd_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_kcd_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
+static ngx_int_t ngx_http_kcd_check_shared_responses(ngx_conf_t *cf,
+    ngx_http_kcd_loc_conf_t *conf);
 static ngx_int_t ngx_http_kcd_init(ngx_conf_t *cf);
 static ngx_int_t ngx_http_kcd_init_process(ngx_cycle_t *cycle);
 static void ngx_http_kcd_exit_process(ngx_cycle_t *cycle);
@@ -436,19 +435,19 @@ ngx_http_kcd_authenticate(ngx_http_request_t *r, ngx_http_kcd_loc_conf_t *klcf,
     p = auth.data;
     last = p + auth.len;
 
-    while (p < last && *p == ' ') {
+    while (p < last && (*p == ' ' || *p == '\t')) {
         p++;
     }
 
     scheme.data = p;
 
-    while (p < last && *p != ' ') {
+    while (p < last && *p != ' ' && *p != '\t') {
         p++;
     }
 
     scheme.len = p - scheme.data;
 
-    while (p < last && *p == ' ') {
+    while (p < last && (*p == ' ' || *p == '\t')) {
         p++;
     }
 
@@ -809,9 +808,6 @@ ngx_http_kcd_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_kcd_srv_conf_t   *kscf;
     ngx_http_core_loc_conf_t  *clcf;
     ngx_http_kcd_main_conf_t  *kmcf;
-#if (NGX_HTTP_CACHE)
-    ngx_http_upstream_conf_t  *ucf;
-#endif
 
     if (conf->schemes == NGX_CONF_UNSET_UINT) {
         if (prev->schemes == NGX_CONF_UNSET_UINT) {
@@ -909,19 +905,16 @@ ngx_http_kcd_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
             return NGX_CONF_ERROR;
         }
 
-#if (NGX_HTTP_CACHE)
-        ucf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_proxy_module);
+        if (conf->content_handler == NULL) {
+            /* an "if" block runs its location's handler */
+            conf->content_handler = prev->content_handler;
+        }
 
-        if (ucf && ucf->cache > 0 && conf->content_handler) {
-            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                          "\"proxy_cache\" in a location that delegates "
-                          "(\"kcd_spn\" in %V:%ui) would serve one user's "
-                          "response to another: cache only in locations "
-                          "with \"kcd_auth off\"",
-                          &conf->spn_file, conf->spn_line);
+        if (conf->content_handler
+            && ngx_http_kcd_check_shared_responses(cf, conf) != NGX_OK)
+        {
             return NGX_CONF_ERROR;
         }
-#endif
     }
 
     if (conf->spn_here && conf->schemes == 0) {
@@ -945,6 +938,78 @@ ngx_http_kcd_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * A delegating location makes responses for one user.  A cache or a store
+ * of them (proxy_cache, fastcgi_cache, uwsgi_cache, scgi_cache, proxy_store
+ * and the like) would serve one user's response to another (B10, B14):
+ * nginx -t refuses it.  The upstream modules are looked up by name, and
+ * their location configuration starts with ngx_http_upstream_conf_t.
+ */
+
+static ngx_int_t
+ngx_http_kcd_check_shared_responses(ngx_conf_t *cf,
+    ngx_http_kcd_loc_conf_t *conf)
+{
+    ngx_uint_t                 i, j;
+    ngx_module_t              *m;
+    ngx_http_upstream_conf_t  *ucf;
+
+    static char  *names[] = {
+        "ngx_http_proxy_module", "ngx_http_fastcgi_module",
+        "ngx_http_uwsgi_module", "ngx_http_scgi_module",
+        "ngx_http_grpc_module", NULL
+    };
+
+    for (i = 0; cf->cycle->modules[i]; i++) {
+        m = cf->cycle->modules[i];
+
+        if (m->type != NGX_HTTP_MODULE || m->name == NULL) {
+            continue;
+        }
+
+        for (j = 0; names[j]; j++) {
+            if (ngx_strcmp(m->name, names[j]) == 0) {
+                break;
+            }
+        }
+
+        if (names[j] == NULL) {
+            continue;
+        }
+
+        ucf = ((ngx_http_conf_ctx_t *) cf->ctx)->loc_conf[m->ctx_index];
+
+        if (ucf == NULL) {
+            continue;
+        }
+
+#if (NGX_HTTP_CACHE)
+        if (ucf->cache > 0) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "\"%V_cache\" in a location that delegates "
+                          "(\"kcd_spn\" in %V:%ui) would serve one user's "
+                          "response to another: cache only in locations "
+                          "with \"kcd_auth off\"", &ucf->module,
+                          &conf->spn_file, conf->spn_line);
+            return NGX_ERROR;
+        }
+#endif
+
+        if (ucf->store > 0) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "\"%V_store\" in a location that delegates "
+                          "(\"kcd_spn\" in %V:%ui) would serve one user's "
+                          "response to another: store only in locations "
+                          "with \"kcd_auth off\"", &ucf->module,
+                          &conf->spn_file, conf->spn_line);
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
 }
 
 

@@ -43,6 +43,9 @@
 #include "ngx_http_kcd.h"
 
 
+static ngx_int_t  ngx_http_kcd_http_authorization = NGX_ERROR;
+
+
 typedef struct {
     void                              *data;
     ngx_event_get_peer_pt              original_get_peer;
@@ -51,18 +54,25 @@ typedef struct {
     ngx_event_set_peer_session_pt      original_set_session;
     ngx_event_save_peer_session_pt     original_save_session;
 #endif
+    ngx_http_request_t                *request;
     ngx_uint_t                         carries_token;
 } ngx_http_kcd_peer_data_t;
 
 
 static ngx_int_t ngx_http_kcd_post_read_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_kcd_rewrite_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_kcd_guard(ngx_http_request_t *r,
+    ngx_uint_t token);
+static ngx_int_t ngx_http_kcd_reinit_request(ngx_http_request_t *r);
+static void ngx_http_kcd_token_out(ngx_http_request_t *r,
+    ngx_http_kcd_request_t *rq);
 static ngx_int_t ngx_http_kcd_custody(ngx_http_request_t *r);
 static ngx_int_t ngx_http_kcd_content_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_kcd_create_request(ngx_http_request_t *r);
 static ngx_int_t ngx_http_kcd_build(ngx_http_request_t *r,
     ngx_http_kcd_request_t *rq, ngx_http_upstream_t *u);
-static ngx_uint_t ngx_http_kcd_request_has_token(ngx_http_upstream_t *u,
-    ngx_str_t *token);
+static ngx_uint_t ngx_http_kcd_carries_token(ngx_http_request_t *r,
+    ngx_http_upstream_t *u, ngx_http_kcd_request_t *rq);
 static ngx_int_t ngx_http_kcd_process_header(ngx_http_request_t *r);
 static void ngx_http_kcd_token_in(ngx_http_request_t *r,
     ngx_http_kcd_request_t *rq);
@@ -95,6 +105,7 @@ static ngx_uint_t ngx_http_kcd_tagged(ngx_connection_t *c);
 ngx_int_t
 ngx_http_kcd_upstream_init(ngx_conf_t *cf)
 {
+    ngx_str_t                       name;
     ngx_uint_t                      i;
     ngx_http_handler_pt            *h;
     ngx_http_kcd_srv_conf_t        *kscf;
@@ -110,6 +121,33 @@ ngx_http_kcd_upstream_init(ngx_conf_t *cf)
     }
 
     *h = ngx_http_kcd_post_read_handler;
+
+    /*
+     * Every request entering a location passes one of these: an internal
+     * redirect that starts within the upstream module's handler, or after
+     * an error nginx found before the post-read phase
+     */
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_SERVER_REWRITE_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_kcd_rewrite_handler;
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_REWRITE_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_kcd_rewrite_handler;
+
+    ngx_str_set(&name, "http_authorization");
+
+    ngx_http_kcd_http_authorization = ngx_http_get_variable_index(cf, &name);
+    if (ngx_http_kcd_http_authorization == NGX_ERROR) {
+        return NGX_ERROR;
+    }
 
     umcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_upstream_module);
     if (umcf == NULL) {
@@ -155,10 +193,42 @@ ngx_http_kcd_upstream_init(ngx_conf_t *cf)
 static ngx_int_t
 ngx_http_kcd_post_read_handler(ngx_http_request_t *r)
 {
+    return ngx_http_kcd_guard(r, 0);
+}
+
+
+/*
+ * Server rewrite and rewrite phases: a request that enters a location
+ * without having passed the post-read phase (an error nginx found while
+ * reading the request head, then error_page) gives up the client's
+ * credentials here; and a delegated token is never active when a location
+ * is entered (an internal redirect from within the upstream module's
+ * handler: "no live upstreams", a resolver error, then error_page).
+ */
+
+static ngx_int_t
+ngx_http_kcd_rewrite_handler(ngx_http_request_t *r)
+{
+    return ngx_http_kcd_guard(r, 1);
+}
+
+
+static ngx_int_t
+ngx_http_kcd_guard(ngx_http_request_t *r, ngx_uint_t token)
+{
     u_char                   *p, *last;
     size_t                    len;
     ngx_table_elt_t          *h;
+    ngx_http_kcd_request_t   *rq;
     ngx_http_kcd_srv_conf_t  *kscf;
+
+    if (token) {
+        rq = ngx_http_kcd_request(r, 0);
+
+        if (rq && rq->token_elt && rq->token_elt->hash) {
+            ngx_http_kcd_token_out(r, rq);
+        }
+    }
 
     kscf = ngx_http_get_module_srv_conf(r, ngx_http_kcd_module);
     h = r->headers_in.authorization;
@@ -170,11 +240,15 @@ ngx_http_kcd_post_read_handler(ngx_http_request_t *r)
     p = h->value.data;
     last = p + h->value.len;
 
-    while (p < last && *p == ' ') {
+    /* RFC 9110 5.5: OWS is spaces and tabs */
+
+    while (p < last && (*p == ' ' || *p == '\t')) {
         p++;
     }
 
-    for (len = 0; p + len < last && p[len] != ' '; len++) { /* void */ }
+    for (len = 0; p + len < last && p[len] != ' ' && p[len] != '\t'; len++) {
+        /* void */
+    }
 
     if (!(len == 4 && ngx_strncasecmp(p, (u_char *) "NTLM", 4) == 0)
         && !(len == 9 && ngx_strncasecmp(p, (u_char *) "Negotiate", 9) == 0)
@@ -318,6 +392,12 @@ ngx_http_kcd_content_handler(ngx_http_request_t *r)
     klcf = ngx_http_get_module_loc_conf(r, ngx_http_kcd_module);
     rq = ngx_http_kcd_request(r, 0);
 
+    if (klcf->content_handler == NULL) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "kcd: no content handler to run");
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     if (rq == NULL || rq->token.len == 0 || r != rq->request
         || r->loc_conf != rq->token_loc)
     {
@@ -337,6 +417,11 @@ ngx_http_kcd_content_handler(ngx_http_request_t *r)
 
     u = r->upstream;
 
+    if (r->loc_conf != rq->token_loc) {
+        /* the handler redirected the request (error_page): not ours */
+        u = NULL;
+    }
+
     if (u && rq->token_upstream == NULL) {
 
         if (u->request_bufs) {
@@ -354,11 +439,7 @@ ngx_http_kcd_content_handler(ngx_http_request_t *r)
         }
     }
 
-    ngx_http_kcd_wipe_element(rq->token_elt);
-
-    if (r->headers_in.authorization == rq->token_elt) {
-        r->headers_in.authorization = NULL;
-    }
+    ngx_http_kcd_token_out(r, rq);
 
     return rc;
 }
@@ -380,11 +461,7 @@ ngx_http_kcd_create_request(ngx_http_request_t *r)
 
     rc = ngx_http_kcd_build(r, rq, NULL);
 
-    ngx_http_kcd_wipe_element(rq->token_elt);
-
-    if (r->headers_in.authorization == rq->token_elt) {
-        r->headers_in.authorization = NULL;
-    }
+    ngx_http_kcd_token_out(r, rq);
 
     return rc;
 }
@@ -413,7 +490,7 @@ ngx_http_kcd_build(ngx_http_request_t *r, ngx_http_kcd_request_t *rq,
         u = r->upstream;
     }
 
-    if (!ngx_http_kcd_request_has_token(u, &rq->token)) {
+    if (!ngx_http_kcd_carries_token(r, u, rq)) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "kcd: the delegated token was not sent upstream (a "
                       "\"proxy_set_header Authorization\" replaces it?)");
@@ -427,16 +504,41 @@ ngx_http_kcd_build(ngx_http_request_t *r, ngx_http_kcd_request_t *rq,
         u->process_header = ngx_http_kcd_process_header;
     }
 
+    if (u->reinit_request) {
+        rq->reinit_request = u->reinit_request;
+        u->reinit_request = ngx_http_kcd_reinit_request;
+    }
+
     return NGX_OK;
 }
 
 
+/*
+ * Did the upstream request built for r carry the token?  HTTP/1.x (proxy,
+ * and the CGI-style modules) writes header values as they are: look for
+ * it.  Other encodings (grpc's HPACK) cannot be searched: they count as
+ * carrying it, which is the safe side for B10 and B15.
+ */
+
 static ngx_uint_t
-ngx_http_kcd_request_has_token(ngx_http_upstream_t *u, ngx_str_t *token)
+ngx_http_kcd_carries_token(ngx_http_request_t *r, ngx_http_upstream_t *u,
+    ngx_http_kcd_request_t *rq)
 {
     u_char       *start;
     ngx_buf_t    *b;
     ngx_chain_t  *cl;
+
+    if (rq == NULL || r != rq->request || rq->token.len == 0
+        || r->loc_conf != rq->token_loc)
+    {
+        return 0;
+    }
+
+    if (u->conf && u->conf->module.len == sizeof("grpc") - 1
+        && ngx_strncmp(u->conf->module.data, "grpc", 4) == 0)
+    {
+        return 1;
+    }
 
     for (cl = u->request_bufs; cl; cl = cl->next) {
         b = cl->buf;
@@ -448,14 +550,41 @@ ngx_http_kcd_request_has_token(ngx_http_upstream_t *u, ngx_str_t *token)
         /* it may have been sent already: from the start of the buffer */
         start = (b->start && b->start <= b->pos) ? b->start : b->pos;
 
-        if (b->last - start >= (ssize_t) token->len
-            && memmem(start, b->last - start, token->data, token->len))
+        if (b->last - start >= (ssize_t) rq->token.len
+            && memmem(start, b->last - start, rq->token.data, rq->token.len))
         {
             return 1;
         }
     }
 
     return 0;
+}
+
+
+/* proxy_next_upstream: the upstream module resets its parser; watch again */
+
+static ngx_int_t
+ngx_http_kcd_reinit_request(ngx_http_request_t *r)
+{
+    ngx_int_t                rc;
+    ngx_http_upstream_t     *u;
+    ngx_http_kcd_request_t  *rq;
+
+    u = r->upstream;
+    rq = ngx_http_kcd_request(r, 0);
+
+    if (rq == NULL || rq->reinit_request == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = rq->reinit_request(r);
+
+    if (u->process_header != ngx_http_kcd_process_header) {
+        rq->process_header = u->process_header;
+        u->process_header = ngx_http_kcd_process_header;
+    }
+
+    return rc;
 }
 
 
@@ -525,7 +654,13 @@ ngx_http_kcd_process_header(ngx_http_request_t *r)
 
     ngx_http_kcd_count(r, delegation_refused);
 
-    /* not a failure of the peer: it answered, the ticket was wrong */
+    /*
+     * Not a failure of the peer: it answered, the ticket was wrong.  No
+     * other server is tried (the same ticket would be refused), and the
+     * balancer is told "next", not "failed" (ngx_http_kcd_free_peer).
+     */
+
+    rq->refused = 1;
     u->peer.tries = 1;
 
     return NGX_HTTP_UPSTREAM_INVALID_HEADER;
@@ -545,6 +680,33 @@ ngx_http_kcd_token_in(ngx_http_request_t *r, ngx_http_kcd_request_t *rq)
     h->value = rq->token;
 
     r->headers_in.authorization = h;
+}
+
+
+/*
+ * The token leaves headers_in; a $http_authorization evaluated meanwhile
+ * (proxy_set_header Authorization $http_authorization) is not kept cached
+ * for a log, a header or a subrequest.
+ */
+
+static void
+ngx_http_kcd_token_out(ngx_http_request_t *r, ngx_http_kcd_request_t *rq)
+{
+    ngx_http_variable_value_t  *v;
+
+    ngx_http_kcd_wipe_element(rq->token_elt);
+
+    if (r->headers_in.authorization == rq->token_elt) {
+        r->headers_in.authorization = NULL;
+    }
+
+    if (ngx_http_kcd_http_authorization != NGX_ERROR && r->variables) {
+        v = &r->variables[ngx_http_kcd_http_authorization];
+        v->valid = 0;
+        v->not_found = 0;
+        v->len = 0;
+        v->data = NULL;
+    }
 }
 
 
@@ -604,9 +766,8 @@ ngx_http_kcd_wrap_peer(ngx_http_request_t *r,
     kp->original_free_peer = u->peer.free;
 
     /* the request is built before the balancer is asked */
-    kp->carries_token = (rq && r == rq->request && rq->token.len
-                         && r->loc_conf == rq->token_loc
-                         && ngx_http_kcd_request_has_token(u, &rq->token));
+    kp->request = r;
+    kp->carries_token = ngx_http_kcd_carries_token(r, u, rq);
 
     u->peer.data = kp;
     u->peer.get = ngx_http_kcd_get_peer;
@@ -680,7 +841,18 @@ ngx_http_kcd_free_peer(ngx_peer_connection_t *pc, void *data,
 {
     ngx_http_kcd_peer_data_t  *kp = data;
 
-    ngx_pool_cleanup_t  *cln;
+    ngx_pool_cleanup_t      *cln;
+    ngx_http_kcd_request_t  *rq;
+
+    if (state & NGX_PEER_FAILED) {
+        rq = ngx_http_kcd_request(kp->request, 0);
+
+        if (rq && rq->refused) {
+            /* B15: the backend refused our ticket, it did not fail */
+            rq->refused = 0;
+            state = NGX_PEER_NEXT;
+        }
+    }
 
     if (kp->carries_token && pc->connection && pc->connection->pool
         && !ngx_http_kcd_tagged(pc->connection))
