@@ -36,13 +36,13 @@ $(BUILD)/ngx_http_kcd_module.so: $(BUILD)/nginx/objs/Makefile $(SRCS)
 
 tools: $(BUILD)/kcd-ntlm-hash $(BUILD)/ntlm_unit $(BUILD)/spnego_unit
 
-$(BUILD)/kcd-ntlm-hash: tools/kcd-ntlm-hash.c ngx_http_kcd_ntlm_crypto.c ngx_http_kcd_ntlm_crypto.h
+$(BUILD)/kcd-ntlm-hash: tools/kcd-ntlm-hash.c ngx_http_kcd_ntlm_crypto.c ngx_http_kcd_ntlm_crypto.h ngx_http_kcd_names.c ngx_http_kcd_names.h
 	@mkdir -p $(BUILD)
-	$(CC) $(KCD_CFLAGS) -I. -o $@ tools/kcd-ntlm-hash.c ngx_http_kcd_ntlm_crypto.c -lcrypto
+	$(CC) $(KCD_CFLAGS) -I. -o $@ tools/kcd-ntlm-hash.c ngx_http_kcd_ntlm_crypto.c ngx_http_kcd_names.c -lcrypto -lpthread
 
-$(BUILD)/ntlm_unit: t/unit/ntlm_unit.c ngx_http_kcd_ntlm.c ngx_http_kcd_ntlm.h ngx_http_kcd_ntlm_crypto.c ngx_http_kcd_ntlm_crypto.h
+$(BUILD)/ntlm_unit: t/unit/ntlm_unit.c ngx_http_kcd_ntlm.c ngx_http_kcd_ntlm.h ngx_http_kcd_ntlm_crypto.c ngx_http_kcd_ntlm_crypto.h ngx_http_kcd_names.c ngx_http_kcd_names.h
 	@mkdir -p $(BUILD)
-	$(CC) $(KCD_CFLAGS) -I. -o $@ t/unit/ntlm_unit.c ngx_http_kcd_ntlm.c ngx_http_kcd_ntlm_crypto.c -lcrypto
+	$(CC) $(KCD_CFLAGS) -I. -o $@ t/unit/ntlm_unit.c ngx_http_kcd_ntlm.c ngx_http_kcd_ntlm_crypto.c ngx_http_kcd_names.c -lcrypto -lpthread
 
 $(BUILD)/spnego_unit: t/unit/spnego_unit.c ngx_http_kcd_spnego.c ngx_http_kcd_spnego.h
 	@mkdir -p $(BUILD)

@@ -197,9 +197,11 @@ kcd_ntlm_build_challenge(const kcd_ntlm_challenge_params_t *p,
     }
 
     /*
-     * ntlm-server-notes.md: what every client needs, plus the options the
-     * client asked for that are harmless for HTTP; never LM_KEY, DATAGRAM,
-     * ANONYMOUS, SIGN, SEAL or KEY_EXCH (no session security, no RC4).
+     * What every client needs, plus what the client asked for and MS-NLMP
+     * lets a server grant: SIGN (a SPNEGO client signs mechListMIC with it;
+     * gss-ntlmssp aborts without it when integrity was requested), and
+     * KEY_EXCH only when configured (it needs RC4).  Never LM_KEY,
+     * DATAGRAM, ANONYMOUS or SEAL: nothing is ever encrypted over HTTP.
      */
     flags = KCD_NTLM_NEGOTIATE_NTLM | KCD_NTLM_NEGOTIATE_UNICODE
             | KCD_NTLM_NEGOTIATE_TARGET_INFO | KCD_NTLM_REQUEST_TARGET
@@ -207,7 +209,12 @@ kcd_ntlm_build_challenge(const kcd_ntlm_challenge_params_t *p,
 
     flags |= p->client_flags
              & (KCD_NTLM_NEGOTIATE_ESS | KCD_NTLM_NEGOTIATE_ALWAYS_SIGN
-                | KCD_NTLM_NEGOTIATE_128 | KCD_NTLM_NEGOTIATE_56);
+                | KCD_NTLM_NEGOTIATE_128 | KCD_NTLM_NEGOTIATE_56
+                | KCD_NTLM_NEGOTIATE_SIGN);
+
+    if (p->key_exch) {
+        flags |= p->client_flags & KCD_NTLM_NEGOTIATE_KEY_EXCH;
+    }
 
     memset(out, 0, KCD_NTLM_CHAL_HDR);
     memcpy(out, kcd_ntlm_sig, 8);
@@ -413,6 +420,8 @@ kcd_ntlm_parse_authenticate(const uint8_t *msg, size_t len,
     auth->user_len = f[3].len;
     auth->workstation = f[4].data;
     auth->workstation_len = f[4].len;
+    auth->enc_session_key = f[5].len ? f[5].data : NULL;
+    auth->enc_session_key_len = f[5].len;
 
     if (!(auth->flags & KCD_NTLM_NEGOTIATE_UNICODE)) {
         *err = "OEM strings refused (no Unicode)";

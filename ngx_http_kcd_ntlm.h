@@ -83,11 +83,17 @@ typedef struct {
     const char     *nb_computer;      /* mandatory */
     const char     *dns_domain;       /* optional, NULL if unset */
     const char     *dns_computer;     /* optional, NULL if unset */
+    int             key_exch;         /* grant KEY_EXCH when asked */
 } kcd_ntlm_challenge_params_t;
 
 /*
  * Build a CHALLENGE (Type 2) into out; returns its length, or -1 if outlen
- * is too small.  Flags: the server policy of ntlm-server-notes.md.
+ * is too small.  Flags (MS-NLMP 3.2.5.1.1): NTLM, UNICODE, TARGET_INFO,
+ * REQUEST_TARGET, TARGET_TYPE_DOMAIN, VERSION always; ESS, ALWAYS_SIGN,
+ * 128, 56 and SIGN when the client asks for them (SIGN: the SPNEGO
+ * mechListMIC and clients such as gss-ntlmssp that require integrity);
+ * KEY_EXCH when asked and p->key_exch; never LM_KEY, DATAGRAM, ANONYMOUS
+ * or SEAL (no confidentiality is ever provided over HTTP).
  */
 long kcd_ntlm_build_challenge(const kcd_ntlm_challenge_params_t *p,
     uint8_t *out, size_t outlen);
@@ -118,6 +124,9 @@ typedef struct {
     const uint8_t  *cb_hash;          /* MsvAvChannelBindings or NULL */
     const uint8_t  *target_name;      /* MsvAvTargetName (UTF-16LE) or NULL */
     size_t          target_name_len;
+
+    const uint8_t  *enc_session_key;  /* EncryptedRandomSessionKey */
+    size_t          enc_session_key_len;
 
     int             has_mic;          /* av_flags & KCD_NTLM_AV_FLAG_MIC */
     const uint8_t  *mic;              /* msg + 72 when has_mic */

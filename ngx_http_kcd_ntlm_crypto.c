@@ -3,7 +3,9 @@
  *
  * MD4 is our own (RFC 1320): in OpenSSL 3 it lives in the legacy provider,
  * and loading that provider into the default library context would change
- * what nginx's own TLS accepts.
+ * what nginx's own TLS accepts.  RC4, needed only when KEY_EXCH is
+ * negotiated (MS-NLMP 3.4.4.2, 3.2.5.1.2), comes from the legacy provider
+ * loaded into a private OSSL_LIB_CTX that nothing else uses.
  */
 
 #include <stdlib.h>
@@ -16,6 +18,12 @@
 #include <openssl/params.h>
 #include <openssl/x509.h>
 
+#include <pthread.h>
+
+#include <openssl/provider.h>
+
+#include "ngx_http_kcd_names.h"
+#include "ngx_http_kcd_ntlm.h"
 #include "ngx_http_kcd_ntlm_crypto.h"
 
 
@@ -364,60 +372,6 @@ kcd_hmac_md5(const uint8_t *key, size_t key_len, const uint8_t *a,
 }
 
 
-/*
- * Windows upper-cases the user name with its NLS case table, one UTF-16
- * code unit at a time.  We cover the ranges whose mapping is a simple 1:1
- * shift and is the same in Windows and Unicode: ASCII, Latin-1, Latin
- * Extended-A, basic Greek and Cyrillic.  Other scripts stay as sent: a user
- * whose name needs other mappings must type it in upper case (or the
- * domain controller, via winbind, does the check).
- */
-static uint16_t
-kcd_upcase(uint16_t c)
-{
-    if (c < 0x80) {
-        return (c >= 'a' && c <= 'z') ? c - 0x20 : c;
-    }
-
-    if (c >= 0xe0 && c <= 0xfe && c != 0xf7) {
-        return c - 0x20;
-    }
-
-    if (c == 0xff) {
-        return 0x178;
-    }
-
-    if (c >= 0x100 && c <= 0x17f) {
-        if ((c >= 0x100 && c <= 0x12f)
-            || (c >= 0x132 && c <= 0x137)
-            || (c >= 0x14a && c <= 0x177))
-        {
-            return (c & 1) ? c - 1 : c;
-        }
-
-        if ((c >= 0x139 && c <= 0x148) || (c >= 0x179 && c <= 0x17e)) {
-            return (c & 1) ? c : c - 1;
-        }
-
-        return c;
-    }
-
-    if (c >= 0x3b1 && c <= 0x3c9 && c != 0x3c2) {
-        return c - 0x20;
-    }
-
-    if (c >= 0x430 && c <= 0x44f) {
-        return c - 0x20;
-    }
-
-    if (c >= 0x450 && c <= 0x45f) {
-        return c - 0x50;
-    }
-
-    return c;
-}
-
-
 int
 kcd_ntlm_ntowfv2(const uint8_t nt_hash[16], const uint8_t *user,
     size_t user_len, const uint8_t *domain, size_t domain_len,
@@ -437,12 +391,16 @@ kcd_ntlm_ntowfv2(const uint8_t nt_hash[16], const uint8_t *user,
         return -1;
     }
 
-    /* UPPER(user) in chunks: no allocation, nothing left on the heap */
+    /*
+     * UPPER(user) in chunks: no allocation, nothing left on the heap.
+     * Windows upper-cases one UTF-16 code unit at a time with Unicode
+     * simple case mapping (ngx_http_kcd_names.c).
+     */
 
     n = 0;
 
     for (i = 0; i < user_len; i += 2) {
-        c = kcd_upcase((uint16_t) (user[i] | user[i + 1] << 8));
+        c = kcd_names_upper16((uint16_t) (user[i] | user[i + 1] << 8));
         buf[n++] = (uint8_t) c;
         buf[n++] = (uint8_t) (c >> 8);
 
@@ -693,4 +651,317 @@ void
 kcd_ntlm_wipe(void *p, size_t len)
 {
     OPENSSL_cleanse(p, len);
+}
+
+
+/* RC4 from the legacy provider, in a library context of our own */
+
+static OSSL_LIB_CTX    *kcd_rc4_libctx;
+static EVP_CIPHER      *kcd_rc4_cipher;
+static pthread_once_t   kcd_rc4_once = PTHREAD_ONCE_INIT;
+
+
+static void
+kcd_rc4_load(void)
+{
+    OSSL_LIB_CTX  *lib;
+
+    lib = OSSL_LIB_CTX_new();
+    if (lib == NULL) {
+        return;
+    }
+
+    if (OSSL_PROVIDER_load(lib, "legacy") == NULL
+        || OSSL_PROVIDER_load(lib, "default") == NULL)
+    {
+        OSSL_LIB_CTX_free(lib);
+        return;
+    }
+
+    kcd_rc4_cipher = EVP_CIPHER_fetch(lib, "RC4", NULL);
+    if (kcd_rc4_cipher == NULL) {
+        OSSL_LIB_CTX_free(lib);
+        return;
+    }
+
+    kcd_rc4_libctx = lib;
+}
+
+
+int
+kcd_ntlm_rc4_init(void)
+{
+    (void) pthread_once(&kcd_rc4_once, kcd_rc4_load);
+
+    return kcd_rc4_cipher == NULL ? -1 : 0;
+}
+
+
+static EVP_CIPHER_CTX *
+kcd_rc4_new(const uint8_t *key, size_t key_len)
+{
+    EVP_CIPHER_CTX  *c;
+
+    if (kcd_ntlm_rc4_init() != 0) {
+        return NULL;
+    }
+
+    c = EVP_CIPHER_CTX_new();
+    if (c == NULL) {
+        return NULL;
+    }
+
+    if (!EVP_EncryptInit_ex2(c, kcd_rc4_cipher, NULL, NULL, NULL)
+        || !EVP_CIPHER_CTX_set_key_length(c, (int) key_len)
+        || !EVP_EncryptInit_ex2(c, NULL, key, NULL, NULL))
+    {
+        EVP_CIPHER_CTX_free(c);
+        return NULL;
+    }
+
+    return c;
+}
+
+
+static int
+kcd_rc4_update(EVP_CIPHER_CTX *c, uint8_t *data, size_t len)
+{
+    int  n;
+
+    if (len > 0x7fffffff || !EVP_EncryptUpdate(c, data, &n, data, (int) len)
+        || (size_t) n != len)
+    {
+        return -1;
+    }
+
+    return 0;
+}
+
+
+int
+kcd_ntlm_exported_session_key(uint32_t flags,
+    const uint8_t key_exchange_key[16], const uint8_t *encrypted,
+    size_t encrypted_len, uint8_t exported[16])
+{
+    int              rc;
+    EVP_CIPHER_CTX  *c;
+
+    if (!(flags & KCD_NTLM_NEGOTIATE_KEY_EXCH)) {
+        memcpy(exported, key_exchange_key, 16);
+        return 0;
+    }
+
+    /* MS-NLMP 3.2.5.1.2: RC4K(KeyExchangeKey, EncryptedRandomSessionKey) */
+
+    if (encrypted == NULL || encrypted_len != 16) {
+        return -1;
+    }
+
+    c = kcd_rc4_new(key_exchange_key, 16);
+    if (c == NULL) {
+        return -1;
+    }
+
+    memcpy(exported, encrypted, 16);
+    rc = kcd_rc4_update(c, exported, 16);
+    EVP_CIPHER_CTX_free(c);
+
+    if (rc != 0) {
+        kcd_ntlm_wipe(exported, 16);
+    }
+
+    return rc;
+}
+
+
+static int
+kcd_md5_key(const uint8_t *key, size_t key_len, const char *magic,
+    uint8_t out[16])
+{
+    int          ok;
+    EVP_MD_CTX  *md;
+
+    md = EVP_MD_CTX_new();
+    if (md == NULL) {
+        return -1;
+    }
+
+    /* the magic constants include their terminating NUL (MS-NLMP 3.4.5) */
+
+    ok = EVP_DigestInit_ex(md, EVP_md5(), NULL)
+         && EVP_DigestUpdate(md, key, key_len)
+         && EVP_DigestUpdate(md, magic, strlen(magic) + 1)
+         && EVP_DigestFinal_ex(md, out, NULL);
+
+    EVP_MD_CTX_free(md);
+
+    return ok ? 0 : -1;
+}
+
+
+static int
+kcd_ntlm_sec_dir_init(kcd_ntlm_sec_dir_t *d, uint32_t flags,
+    const uint8_t exported[16], const char *sign_magic,
+    const char *seal_magic)
+{
+    size_t   seal_len;
+    uint8_t  seal_key[16];
+
+    d->seq = 0;
+    d->rc4 = NULL;
+
+    /* SIGNKEY, MS-NLMP 3.4.5.2 */
+
+    if (kcd_md5_key(exported, 16, sign_magic, d->sign_key) != 0) {
+        return -1;
+    }
+
+    if (!(flags & KCD_NTLM_NEGOTIATE_KEY_EXCH)) {
+        return 0;
+    }
+
+    /* SEALKEY, MS-NLMP 3.4.5.3: 128, 56 or 40 bits of the session key */
+
+    if (flags & KCD_NTLM_NEGOTIATE_128) {
+        seal_len = 16;
+
+    } else if (flags & KCD_NTLM_NEGOTIATE_56) {
+        seal_len = 7;
+
+    } else {
+        seal_len = 5;
+    }
+
+    if (kcd_md5_key(exported, seal_len, seal_magic, seal_key) != 0) {
+        return -1;
+    }
+
+    d->rc4 = kcd_rc4_new(seal_key, 16);
+    kcd_ntlm_wipe(seal_key, sizeof(seal_key));
+
+    return d->rc4 == NULL ? -1 : 0;
+}
+
+
+int
+kcd_ntlm_sec_init(kcd_ntlm_sec_t *sec, uint32_t flags,
+    const uint8_t exported[16])
+{
+    memset(sec, 0, sizeof(kcd_ntlm_sec_t));
+
+    /* NTLMv2 session security needs extended session security */
+
+    if (!(flags & KCD_NTLM_NEGOTIATE_ESS)) {
+        return -1;
+    }
+
+    sec->flags = flags;
+
+    if (kcd_ntlm_sec_dir_init(&sec->client, flags, exported,
+            "session key to client-to-server signing key magic constant",
+            "session key to client-to-server sealing key magic constant")
+        != 0
+        || kcd_ntlm_sec_dir_init(&sec->server, flags, exported,
+            "session key to server-to-client signing key magic constant",
+            "session key to server-to-client sealing key magic constant")
+        != 0)
+    {
+        kcd_ntlm_sec_free(sec);
+        return -1;
+    }
+
+    return 0;
+}
+
+
+void
+kcd_ntlm_sec_free(kcd_ntlm_sec_t *sec)
+{
+    EVP_CIPHER_CTX_free(sec->client.rc4);
+    EVP_CIPHER_CTX_free(sec->server.rc4);
+    kcd_ntlm_wipe(sec, sizeof(kcd_ntlm_sec_t));
+}
+
+
+/* MS-NLMP 3.4.4.2: MAC with extended session security */
+static int
+kcd_ntlm_mac(kcd_ntlm_sec_dir_t *d, const uint8_t *msg, size_t len,
+    uint8_t sig[16])
+{
+    uint8_t       seq[4], mac[16];
+    EVP_MAC_CTX  *ctx;
+
+    seq[0] = (uint8_t) d->seq;
+    seq[1] = (uint8_t) (d->seq >> 8);
+    seq[2] = (uint8_t) (d->seq >> 16);
+    seq[3] = (uint8_t) (d->seq >> 24);
+
+    ctx = kcd_hmac_md5_init(d->sign_key, 16);
+    if (ctx == NULL) {
+        return -1;
+    }
+
+    if (!EVP_MAC_update(ctx, seq, 4) || !EVP_MAC_update(ctx, msg, len)) {
+        EVP_MAC_CTX_free(ctx);
+        return -1;
+    }
+
+    if (kcd_hmac_md5_final(ctx, mac) != 0) {
+        return -1;
+    }
+
+    if (d->rc4 != NULL && kcd_rc4_update(d->rc4, mac, 8) != 0) {
+        return -1;
+    }
+
+    sig[0] = 1;                       /* Version */
+    sig[1] = 0;
+    sig[2] = 0;
+    sig[3] = 0;
+    memcpy(sig + 4, mac, 8);
+    memcpy(sig + 12, seq, 4);
+
+    d->seq++;
+
+    return 0;
+}
+
+
+int
+kcd_ntlm_sec_sign(kcd_ntlm_sec_t *sec, const uint8_t *msg, size_t len,
+    uint8_t sig[16])
+{
+    return kcd_ntlm_mac(&sec->server, msg, len, sig);
+}
+
+
+int
+kcd_ntlm_sec_verify(kcd_ntlm_sec_t *sec, const uint8_t *msg, size_t len,
+    const uint8_t *sig, size_t sig_len)
+{
+    uint8_t  calc[16];
+
+    if (sig == NULL || sig_len != 16) {
+        return -1;
+    }
+
+    if (kcd_ntlm_mac(&sec->client, msg, len, calc) != 0) {
+        return -1;
+    }
+
+    return CRYPTO_memcmp(calc, sig, 16) == 0 ? 0 : -1;
+}
+
+
+/* test-only: RC4 of the client-to-server sealing handle (MS-NLMP 4.2.4.4) */
+int kcd_ntlm_sec_seal_client(kcd_ntlm_sec_t *sec, uint8_t *data, size_t len);
+
+int
+kcd_ntlm_sec_seal_client(kcd_ntlm_sec_t *sec, uint8_t *data, size_t len)
+{
+    if (sec->client.rc4 == NULL) {
+        return -1;
+    }
+
+    return kcd_rc4_update(sec->client.rc4, data, len);
 }

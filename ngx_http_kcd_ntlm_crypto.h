@@ -63,6 +63,62 @@ int kcd_ntlm_tls_cb_hash(const uint8_t *cert_der, size_t cert_len,
  */
 long kcd_ntlm_utf8_next(const uint8_t *s, size_t len, size_t *pos);
 
+/*
+ * kcd_ntlm_rc4_init: loads RC4 from OpenSSL's legacy provider into a
+ * private OSSL_LIB_CTX (never into the default context nginx's TLS uses).
+ * Idempotent, thread-safe; 0, or -1 when the legacy provider is missing.
+ * Only KEY_EXCH needs it.
+ */
+int kcd_ntlm_rc4_init(void);
+
+/*
+ * kcd_ntlm_exported_session_key: MS-NLMP 3.2.5.1.2 / 3.3.2.  flags: the
+ * negotiated flags; key_exchange_key: for NTLMv2 the session base key.
+ * With KEY_EXCH: RC4K(KeyExchangeKey, encrypted) (encrypted: the Type 3
+ * EncryptedRandomSessionKey, 16 bytes); without: the KeyExchangeKey.
+ * 0 or -1.
+ */
+int kcd_ntlm_exported_session_key(uint32_t flags,
+    const uint8_t key_exchange_key[16], const uint8_t *encrypted,
+    size_t encrypted_len, uint8_t exported[16]);
+
+
+/* NTLM session security of an acceptor, MS-NLMP 3.4 (signing only) */
+
+typedef struct {
+    uint8_t         sign_key[16];
+    uint32_t        seq;
+    void           *rc4;              /* EVP_CIPHER_CTX with KEY_EXCH */
+} kcd_ntlm_sec_dir_t;
+
+typedef struct {
+    uint32_t             flags;
+    kcd_ntlm_sec_dir_t   client;      /* client-to-server: verify */
+    kcd_ntlm_sec_dir_t   server;      /* server-to-client: sign */
+} kcd_ntlm_sec_t;
+
+/*
+ * kcd_ntlm_sec_init: signing keys (MS-NLMP 3.4.5.2) and, with KEY_EXCH,
+ * the RC4 sealing handles (3.4.5.3) of both directions from the exported
+ * session key; sequence numbers start at 0.  Needs extended session
+ * security (ESS) in flags: -1 without it.  Release with kcd_ntlm_sec_free().
+ */
+int kcd_ntlm_sec_init(kcd_ntlm_sec_t *sec, uint32_t flags,
+    const uint8_t exported[16]);
+
+/*
+ * kcd_ntlm_sec_verify / kcd_ntlm_sec_sign: the 16-byte NTLMSSP_MESSAGE_
+ * SIGNATURE (MS-NLMP 3.4.4.2) of msg from the client (verified in constant
+ * time: 0 or -1) and to the client (written to sig: 0 or -1).  Each call
+ * advances its direction's sequence number.  The SPNEGO mechListMIC is
+ * the first such signature in each direction (RFC 4178 5).
+ */
+int kcd_ntlm_sec_verify(kcd_ntlm_sec_t *sec, const uint8_t *msg, size_t len,
+    const uint8_t *sig, size_t sig_len);
+int kcd_ntlm_sec_sign(kcd_ntlm_sec_t *sec, const uint8_t *msg, size_t len,
+    uint8_t sig[16]);
+void kcd_ntlm_sec_free(kcd_ntlm_sec_t *sec);
+
 /* constant-time compare, 0 when equal */
 int kcd_ntlm_memcmp_ct(const void *a, const void *b, size_t len);
 

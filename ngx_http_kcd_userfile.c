@@ -14,6 +14,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_kcd.h"
+#include "ngx_http_kcd_names.h"
 
 
 #define NGX_HTTP_KCD_USER_FILE_MAX  (16 * 1024 * 1024)
@@ -322,8 +323,10 @@ ngx_http_kcd_user_file_find(ngx_http_kcd_user_file_t *uf, ngx_str_t *user,
 
     for (i = 0; i < uf->accounts.nelts; i++) {
 
-        if (acc[i].user.len != user->len
-            || ngx_strncasecmp(acc[i].user.data, user->data, user->len) != 0)
+        /* Unicode simple case mapping, as Windows compares names */
+
+        if (!kcd_names_equal((char *) acc[i].user.data, acc[i].user.len,
+                             (char *) user->data, user->len))
         {
             continue;
         }
@@ -336,9 +339,8 @@ ngx_http_kcd_user_file_find(ngx_http_kcd_user_file_t *uf, ngx_str_t *user,
         }
 
         if (domain->len == 0
-            || (acc[i].domain.len == domain->len
-                && ngx_strncasecmp(acc[i].domain.data, domain->data,
-                                   domain->len) == 0))
+            || kcd_names_equal((char *) acc[i].domain.data, acc[i].domain.len,
+                               (char *) domain->data, domain->len))
         {
             return &acc[i];
         }

@@ -15,7 +15,8 @@ my $root = abs_path(dirname(abs_path(__FILE__)) . '/..');
 my $bin = "$root/build/ntlm_unit";
 
 my @src = map { "$root/$_" } qw(t/unit/ntlm_unit.c ngx_http_kcd_ntlm.c
-    ngx_http_kcd_ntlm.h ngx_http_kcd_ntlm_crypto.c ngx_http_kcd_ntlm_crypto.h);
+    ngx_http_kcd_ntlm.h ngx_http_kcd_ntlm_crypto.c ngx_http_kcd_ntlm_crypto.h
+    ngx_http_kcd_names.c ngx_http_kcd_names.h);
 
 # build when missing or older than its sources (make's output to stderr:
 # stdout is TAP)

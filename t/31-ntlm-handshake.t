@@ -192,15 +192,18 @@ subtest 'Type 2' => sub {
     my $ts = unpack('Q<', $t2->{timestamp} // "\0" x 8) / 1e7 - $FT_EPOCH;
     cmp_ok(abs($ts - time), '<', 120, 'timestamp close to now');
 
-    # a client asking for session security gets none of it
+    # a client asking for session security gets SIGN (MS-NLMP lets a
+    # server grant it; SPNEGO's mechListMIC and gss-ntlmssp need it), and
+    # nothing that would encrypt
     my ($rs, undef, $t2s) = neg1($c, '/t2',
         type1 => { flags => DEFAULT_TYPE1_FLAGS | NTLMSSP_NEGOTIATE_SIGN
                    | NTLMSSP_NEGOTIATE_SEAL | NTLMSSP_NEGOTIATE_KEY_EXCH
                    | NTLMSSP_NEGOTIATE_LM_KEY | NTLMSSP_NEGOTIATE_DATAGRAM });
     ok($t2s, 'Type 2 for a client asking SIGN|SEAL|KEY_EXCH|LM_KEY|DATAGRAM');
-    ok($t2s && !($t2s->{flags} & (NTLMSSP_NEGOTIATE_SIGN | NTLMSSP_NEGOTIATE_SEAL
+    ok($t2s && ($t2s->{flags} & NTLMSSP_NEGOTIATE_SIGN), 'SIGN granted');
+    ok($t2s && !($t2s->{flags} & (NTLMSSP_NEGOTIATE_SEAL
         | NTLMSSP_NEGOTIATE_KEY_EXCH | NTLMSSP_NEGOTIATE_LM_KEY
-        | NTLMSSP_NEGOTIATE_DATAGRAM)), 'none of them granted');
+        | NTLMSSP_NEGOTIATE_DATAGRAM)), 'SEAL, KEY_EXCH, LM_KEY, DATAGRAM not');
 
     my $o = plain(8081);
     my (undef, undef, $t2o) = neg1($o, '/t2');

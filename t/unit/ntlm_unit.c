@@ -20,6 +20,7 @@
 
 #include "ngx_http_kcd_ntlm.h"
 #include "ngx_http_kcd_ntlm_crypto.h"
+#include "ngx_http_kcd_names.h"
 
 
 /* in ngx_http_kcd_ntlm_crypto.c, not in its header: test-only */
@@ -711,7 +712,7 @@ test_build_challenge(void)
     uint64_t     ts = 0x01d2d400fdc80b80ULL;
 
     never = KCD_NTLM_NEGOTIATE_LM_KEY | KCD_NTLM_NEGOTIATE_DATAGRAM
-            | KCD_NTLM_NEGOTIATE_ANONYMOUS | KCD_NTLM_NEGOTIATE_SIGN
+            | KCD_NTLM_NEGOTIATE_ANONYMOUS
             | KCD_NTLM_NEGOTIATE_SEAL | KCD_NTLM_NEGOTIATE_KEY_EXCH
             | KCD_NTLM_NEGOTIATE_OEM;
 
@@ -725,9 +726,11 @@ test_build_challenge(void)
                  | KCD_NTLM_NEGOTIATE_TARGET_INFO | KCD_NTLM_REQUEST_TARGET
                  | KCD_NTLM_TARGET_TYPE_DOMAIN | KCD_NTLM_NEGOTIATE_VERSION
                  | KCD_NTLM_NEGOTIATE_ESS | KCD_NTLM_NEGOTIATE_ALWAYS_SIGN
-                 | KCD_NTLM_NEGOTIATE_128 | KCD_NTLM_NEGOTIATE_56)
+                 | KCD_NTLM_NEGOTIATE_128 | KCD_NTLM_NEGOTIATE_56
+                 | KCD_NTLM_NEGOTIATE_SIGN)
        && (flags & never) == 0,
-       "CHALLENGE flags for a Windows client: policy, never SIGN/SEAL/...");
+       "CHALLENGE flags for a Windows client: SIGN granted, never "
+       "SEAL/KEY_EXCH/...");
 
     ok(memcmp(c + 24, "\x11\x22\x33\x44\x55\x66\x77\x88", 8) == 0
        && eq_hex(c + 32, "0000000000000000")
@@ -1378,6 +1381,217 @@ test_nt_hash(void)
 }
 
 
+/* ------------------------------------- session security, MS-NLMP 4.2.4 */
+
+/* in ngx_http_kcd_ntlm_crypto.c, test-only */
+int kcd_ntlm_sec_seal_client(kcd_ntlm_sec_t *sec, uint8_t *data, size_t len);
+
+
+static void
+test_session_security(void)
+{
+    long                         len;
+    uint8_t                      kx[16], exp[16], enc[16], sig[16], buf[64];
+    uint8_t                      c[512];
+    uint32_t                     flags;
+    kcd_ntlm_sec_t               sec;
+    kcd_ntlm_challenge_params_t  p;
+
+    /* 4.2.4: flags of the CHALLENGE, KEY_EXCH|128|56|ESS|SIGN|SEAL */
+    flags = 0xe28a8233;
+
+    unhex("8de40ccadbc14a82f15cb0ad0de95ca3", kx, 16);   /* KeyExchangeKey */
+    unhex("c5dad2544fc9799094ce1ce90bc9d03e", enc, 16);  /* 4.2.4.2.3 */
+
+    ok(kcd_ntlm_rc4_init() == 0, "RC4 from a private legacy-provider "
+       "library context");
+
+    ok(kcd_ntlm_exported_session_key(flags, kx, enc, 16, exp) == 0
+       && eq_hex(exp, "55555555555555555555555555555555"),
+       "KEY_EXCH: exported session key = RC4K(KXKEY, EncryptedRandom"
+       "SessionKey) (4.2.4.2.3)");
+
+    ok(kcd_ntlm_exported_session_key(flags & ~KCD_NTLM_NEGOTIATE_KEY_EXCH,
+                                     kx, enc, 16, exp) == 0
+       && memcmp(exp, kx, 16) == 0,
+       "no KEY_EXCH: exported session key = KeyExchangeKey");
+
+    ok(kcd_ntlm_exported_session_key(flags, kx, enc, 15, exp) == -1
+       && kcd_ntlm_exported_session_key(flags, kx, NULL, 0, exp) == -1,
+       "KEY_EXCH without a 16-byte encrypted key refused");
+
+    /* 4.2.4.4: GSS_WrapEx of "Plaintext", sequence number 0 */
+    memset(exp, 0x55, 16);
+    ok(kcd_ntlm_sec_init(&sec, flags, exp) == 0, "session security keys");
+
+    len = kcd_ntlm_utf8_to_utf16("Plaintext", 9, buf, sizeof(buf));
+    memcpy(c, buf, (size_t) len);
+
+    /* the client seals, then signs the plaintext with the same handle */
+    ok(kcd_ntlm_sec_seal_client(&sec, c, (size_t) len) == 0
+       && eq_hex(c, "54e50165bf1936dc996020c1811b0f06fb5f"),
+       "sealed message of 4.2.4.4");
+
+    ok(kcd_ntlm_sec_verify(&sec, buf, (size_t) len,
+                           (const uint8_t *) "\x01\0\0\0\x7f\xb3\x8e\xc5"
+                           "\xc5\x5d\x49\x76\0\0\0\0", 16) == 0,
+       "signature of 4.2.4.4 verified (01000000 7fb38ec5c55d4976 "
+       "00000000)");
+    kcd_ntlm_sec_free(&sec);
+
+    /* the same without KEY_EXCH: HMAC only, no RC4 */
+    ok(kcd_ntlm_sec_init(&sec, flags & ~KCD_NTLM_NEGOTIATE_KEY_EXCH, exp)
+       == 0 && kcd_ntlm_sec_sign(&sec, buf, (size_t) len, sig) == 0
+       && sig[0] == 1 && get32(sig + 12) == 0
+       && kcd_ntlm_sec_sign(&sec, buf, (size_t) len, sig) == 0
+       && get32(sig + 12) == 1,
+       "server signatures: version 1, sequence numbers 0, 1");
+    kcd_ntlm_sec_free(&sec);
+
+    ok(kcd_ntlm_sec_init(&sec, flags & ~KCD_NTLM_NEGOTIATE_ESS, exp) == -1,
+       "no session security without ESS");
+
+    /* KEY_EXCH granted only when configured */
+    memset(&p, 0, sizeof(p));
+    p.client_flags = 0xe208b297;
+    memcpy(p.challenge, "\x11\x22\x33\x44\x55\x66\x77\x88", 8);
+    p.nb_domain = "KCD";
+    p.nb_computer = "WEB01";
+
+    len = kcd_ntlm_build_challenge(&p, c, sizeof(c));
+    ok(len > 0 && (get32(c + 20) & KCD_NTLM_NEGOTIATE_SIGN)
+       && !(get32(c + 20) & KCD_NTLM_NEGOTIATE_KEY_EXCH),
+       "Windows Type 1 0xe208b297: SIGN granted, KEY_EXCH not by default");
+
+    p.key_exch = 1;
+    len = kcd_ntlm_build_challenge(&p, c, sizeof(c));
+    ok(len > 0 && (get32(c + 20) & KCD_NTLM_NEGOTIATE_KEY_EXCH),
+       "KEY_EXCH granted when configured and asked");
+
+    p.client_flags = 0x00088207;
+    len = kcd_ntlm_build_challenge(&p, c, sizeof(c));
+    ok(len > 0 && !(get32(c + 20) & (KCD_NTLM_NEGOTIATE_KEY_EXCH
+                                     | KCD_NTLM_NEGOTIATE_SIGN)),
+       "neither SIGN nor KEY_EXCH when not asked (Chromium)");
+}
+
+
+/* ------------------------------------------------------------ names */
+
+static void
+ntowf_of(const char *user, const char *domain, uint8_t out[16])
+{
+    long     ul, dl;
+    uint8_t  u[256], d[256], h[16];
+
+    unhex("a4f49c406510bdcab6824ee7c30fd852", h, 16);
+    ul = kcd_ntlm_utf8_to_utf16(user, strlen(user), u, sizeof(u));
+    dl = kcd_ntlm_utf8_to_utf16(domain, strlen(domain), d, sizeof(d));
+
+    if (ul < 0 || dl < 0
+        || kcd_ntlm_ntowfv2(h, u, (size_t) ul, d, (size_t) dl, out) != 0)
+    {
+        memset(out, 0xee, 16);
+    }
+}
+
+
+static void
+test_names(void)
+{
+    uint8_t          a[16], b[16];
+    kcd_names_str_t  u, d, nb, al[2], ou, od;
+
+    ok(kcd_names_init() == 0, "C.UTF-8 case-mapping locale");
+
+    ok(kcd_names_equal("j\xc3\xbcrgen", 7, "J\xc3\x9cRGEN", 7),
+       "jürgen = JÜRGEN");
+    ok(kcd_names_equal("\xd0\xb4\xd0\xbc\xd0\xb8\xd1\x82\xd1\x80\xd0"
+                       "\xb8\xd0\xb9", 14,
+                       "\xd0\x94\xd0\x9c\xd0\x98\xd0\xa2\xd0\xa0\xd0"
+                       "\x98\xd0\x99", 14),
+       "дмитрий = ДМИТРИЙ (Cyrillic)");
+    ok(kcd_names_equal("\xce\xb1\xce\xbb\xce\xad\xce\xbe\xce\xb7\xcf"
+                       "\x82", 12,
+                       "\xce\x91\xce\x9b\xce\x88\xce\x9e\xce\x97\xce"
+                       "\xa3", 12),
+       "αλέξης = ΑΛΈΞΗΣ (Greek, tonos and final sigma)");
+    ok(kcd_names_equal("\xd1\x91\xd0\xb6", 4, "\xd0\x81\xd0\x96", 4),
+       "ёж = ЁЖ (Cyrillic outside а-я)");
+    ok(kcd_names_equal("\xd5\xa1", 2, "\xd4\xb1", 2),
+       "Armenian ա = Ա");
+    ok(!kcd_names_equal("stra\xc3\x9f" "e", 7, "STRASSE", 7)
+       && kcd_names_equal("stra\xc3\x9f" "e", 7, "STRA\xc3\x9f" "E", 7),
+       "ß: simple mapping only, no SS expansion");
+    ok(!kcd_names_equal("alice", 5, "alicf", 5)
+       && !kcd_names_equal("alice", 5, "alic", 4)
+       && !kcd_names_equal("a\xc3", 2, "a\xc3", 2),
+       "different names, lengths, invalid UTF-8 are not equal");
+
+    ntowf_of("\xd0\xb4\xd0\xbc\xd0\xb8\xd1\x82\xd1\x80\xd0\xb8\xd0"
+             "\xb9", "KCD", a);
+    ntowf_of("\xd0\x94\xd0\x9c\xd0\x98\xd0\xa2\xd0\xa0\xd0\x98\xd0"
+             "\x99", "KCD", b);
+    ok(memcmp(a, b, 16) == 0, "NTOWFv2 upper-cases Cyrillic user names");
+
+    ntowf_of("\xce\xb1\xce\xbb\xce\xad\xce\xbe\xce\xb7\xcf\x82", "KCD", a);
+    ntowf_of("\xce\x91\xce\x9b\xce\x88\xce\x9e\xce\x97\xce\xa3", "KCD", b);
+    ok(memcmp(a, b, 16) == 0, "NTOWFv2 upper-cases Greek user names");
+
+    ntowf_of("\xd5\xa1lice", "KCD", a);
+    ntowf_of("\xd4\xb1LICE", "KCD", b);
+    ok(memcmp(a, b, 16) == 0, "NTOWFv2 upper-cases Armenian");
+
+    ntowf_of("alice", "kcd", a);
+    ntowf_of("alice", "KCD", b);
+    ok(memcmp(a, b, 16) != 0, "NTOWFv2 keeps the domain as sent");
+
+    /* UPN and DNS-domain spellings, SPEC B5 "Names" */
+    nb.data = "KCD"; nb.len = 3;
+    al[0].data = "kcd.test"; al[0].len = 8;
+    al[1].data = "KCD.TEST"; al[1].len = 8;
+
+    u.data = "alice@kcd.test"; u.len = 14;
+    d.data = ""; d.len = 0;
+    ok(kcd_names_logon(&u, &d, &nb, al, 2, &ou, &od) == 1
+       && ou.len == 5 && memcmp(ou.data, "alice", 5) == 0
+       && od.len == 3 && memcmp(od.data, "KCD", 3) == 0,
+       "UPN alice@kcd.test, empty domain -> alice, KCD");
+
+    u.data = "alice"; u.len = 5;
+    d.data = "KCD.test"; d.len = 8;
+    ok(kcd_names_logon(&u, &d, &nb, al, 2, &ou, &od) == 1
+       && ou.len == 5 && od.len == 3 && memcmp(od.data, "KCD", 3) == 0,
+       "alice with DNS domain KCD.test -> alice, KCD");
+
+    d.data = "kcd"; d.len = 3;
+    ok(kcd_names_logon(&u, &d, &nb, al, 2, &ou, &od) == 1
+       && od.data == nb.data,
+       "alice with NetBIOS domain kcd -> KCD");
+
+    d.data = "OTHER"; d.len = 5;
+    ok(kcd_names_logon(&u, &d, &nb, al, 2, &ou, &od) == 0
+       && od.len == 5 && memcmp(od.data, "OTHER", 5) == 0,
+       "foreign domain kept");
+
+    u.data = "bob@other.example"; u.len = 17;
+    d.data = ""; d.len = 0;
+    ok(kcd_names_logon(&u, &d, &nb, al, 2, &ou, &od) == 0
+       && ou.len == 3 && od.len == 13,
+       "foreign UPN split, not local");
+
+    u.data = "@kcd.test"; u.len = 9;
+    ok(kcd_names_logon(&u, &d, &nb, al, 2, &ou, &od) == 0
+       && ou.len == 9 && od.len == 0,
+       "\"@kcd.test\" is not a UPN");
+
+    u.data = "alice@"; u.len = 6;
+    ok(kcd_names_logon(&u, &d, &nb, al, 2, &ou, &od) == 0
+       && ou.len == 6 && od.len == 0,
+       "\"alice@\" is not a UPN");
+}
+
+
 /* ------------------------------------------------ mutation fuzzing */
 
 static uint32_t  fuzz_seed = 12345;
@@ -1480,6 +1694,8 @@ main(void)
     test_check();
     test_utf();
     test_nt_hash();
+    test_session_security();
+    test_names();
 
     printf("1..%d\n", tests);
 
