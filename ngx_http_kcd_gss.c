@@ -1045,6 +1045,114 @@ done:
 }
 
 
+/*
+ * What a refused client token means, from the krb5 text of the failure
+ * (through SPNEGO the minor code is remapped by the mechglue; its text is
+ * the mechanism's own).  B5: the log names the real cause.
+ */
+
+static const struct {
+    krb5_error_code   code;
+    const char       *cause;
+} kcd_gss_accept_causes[] = {
+    { KRB5KRB_AP_ERR_SKEW, "clock skew between client and proxy" },
+    { KRB5KRB_AP_ERR_BADKEYVER, "wrong key version (kvno): the keytab is "
+                                "older than the KDC's key" },
+    { KRB5_KT_KVNONOTFOUND, "wrong key version (kvno): the keytab is older "
+                            "than the KDC's key" },
+    { KRB5KRB_AP_ERR_BAD_INTEGRITY, "the keytab's key does not match the "
+                                    "KDC's" },
+    { KRB5KRB_AP_WRONG_PRINC, "wrong service: ticket for another principal" },
+    { KRB5KRB_AP_ERR_NOT_US, "wrong service: ticket for another principal" },
+    { KRB5_KT_NOTFOUND, "wrong service: no key for the ticket's principal "
+                        "in the keytab" },
+    { KRB5KRB_AP_ERR_TKT_EXPIRED, "ticket expired" },
+    { KRB5KRB_AP_ERR_TKT_NYV, "ticket not yet valid (clock skew)" },
+    { KRB5KRB_AP_ERR_REPEAT, "replay of an earlier token" },
+    { KRB5KRB_AP_ERR_MODIFIED, "the keytab's key does not match the KDC's" }
+};
+
+
+/* MIT's extended messages for a missing keytab entry (rd_req_dec.c) */
+
+static const struct {
+    const char       *text;
+    krb5_error_code   code;
+} kcd_gss_accept_texts[] = {
+    { "found in keytab but not with this kvno", KRB5KRB_AP_ERR_BADKEYVER },
+    { "keytab is likely out of date", KRB5KRB_AP_ERR_BADKEYVER },
+    { "not found in keytab", KRB5_KT_NOTFOUND },
+    { "No key table entry found for", KRB5_KT_NOTFOUND }
+};
+
+
+static int
+kcd_gss_accept_cause(const char *text)
+{
+    size_t       i, j;
+    const char  *msg;
+
+    for (j = 0;
+         j < sizeof(kcd_gss_accept_texts) / sizeof(kcd_gss_accept_texts[0]);
+         j++)
+    {
+        if (strstr(text, kcd_gss_accept_texts[j].text) == NULL) {
+            continue;
+        }
+
+        for (i = 0; i < sizeof(kcd_gss_accept_causes)
+                        / sizeof(kcd_gss_accept_causes[0]);
+             i++)
+        {
+            if (kcd_gss_accept_causes[i].code
+                == kcd_gss_accept_texts[j].code)
+            {
+                return (int) i;
+            }
+        }
+    }
+
+    for (i = 0;
+         i < sizeof(kcd_gss_accept_causes) / sizeof(kcd_gss_accept_causes[0]);
+         i++)
+    {
+        msg = error_message(kcd_gss_accept_causes[i].code);
+
+        if (msg != NULL && *msg != '\0' && strstr(text, msg) != NULL) {
+            return (int) i;
+        }
+    }
+
+    return -1;
+}
+
+
+static int
+kcd_gss_accept_is(int cause, krb5_error_code code)
+{
+    return cause >= 0 && kcd_gss_accept_causes[cause].code == code;
+}
+
+
+static void
+kcd_gss_accept_failed(OM_uint32 major, OM_uint32 minor, char *err,
+    size_t errlen, int *cause)
+{
+    char  text[512];
+
+    kcd_gss_status_text(major, minor, NULL, text, sizeof(text));
+    *cause = kcd_gss_accept_cause(text);
+
+    if (*cause >= 0) {
+        kcd_gss_err(err, errlen, "client token rejected: %s (%s)",
+                    kcd_gss_accept_causes[*cause].cause, text);
+
+    } else {
+        kcd_gss_err(err, errlen, "client token rejected: %s", text);
+    }
+}
+
+
 int
 kcd_gss_accept(kcd_gss_t *g, const uint8_t *token, size_t len,
     char **principal, kcd_gss_buf_t *evidence, kcd_gss_buf_t *out,
@@ -1093,8 +1201,8 @@ kcd_gss_accept_pac(kcd_gss_t *g, const uint8_t *token, size_t len,
     char **principal, kcd_gss_buf_t *evidence, kcd_gss_buf_t *pac,
     kcd_gss_buf_t *out, char *err, size_t errlen)
 {
-    int                          rc, both;
-    char                         text[512];
+    int                          rc, both, cause, first_cause;
+    char                         text[512], first[512];
     time_t                       now;
     OM_uint32                    major, minor, tmin, flags;
     gss_name_t                   src;
@@ -1124,6 +1232,8 @@ kcd_gss_accept_pac(kcd_gss_t *g, const uint8_t *token, size_t len,
     deleg = GSS_C_NO_CREDENTIAL;
     src = GSS_C_NO_NAME;
     ctx = GSS_C_NO_CONTEXT;
+    first[0] = '\0';
+    first_cause = -1;
 
     in.value = (void *) token;
     in.length = len;
@@ -1174,6 +1284,32 @@ kcd_gss_accept_pac(kcd_gss_t *g, const uint8_t *token, size_t len,
          * a bad token fails twice, a replay still is one.
          */
         if (GSS_ERROR(major)) {
+            kcd_gss_accept_failed(major, minor, first, sizeof(first),
+                                  &first_cause);
+
+            /*
+             * The first try may have filled the replay cache: a retry
+             * with the same token then says "Request is a replay" and
+             * hides the cause.  Retry only for failures another keytab
+             * key can fix; report the first cause otherwise.
+             */
+            if (kcd_gss_accept_is(first_cause, KRB5KRB_AP_ERR_SKEW)
+                || kcd_gss_accept_is(first_cause, KRB5KRB_AP_ERR_REPEAT)
+                || kcd_gss_accept_is(first_cause, KRB5KRB_AP_ERR_TKT_EXPIRED)
+                || kcd_gss_accept_is(first_cause, KRB5KRB_AP_ERR_TKT_NYV))
+            {
+                if (obuf.length
+                    && kcd_gss_copy_buf(&obuf, out) != KCD_GSS_OK)
+                {
+                    kcd_gss_free(out);
+                }
+
+                gss_release_buffer(&tmin, &obuf);
+                kcd_gss_err(err, errlen, "%s", first);
+                rc = KCD_GSS_DENIED;
+                goto done;
+            }
+
             gss_release_buffer(&tmin, &obuf);
             gss_delete_sec_context(&tmin, &ctx, GSS_C_NO_BUFFER);
             gss_release_cred(&tmin, &acred);
@@ -1216,8 +1352,17 @@ kcd_gss_accept_pac(kcd_gss_t *g, const uint8_t *token, size_t len,
     }
 
     if (GSS_ERROR(major)) {
-        kcd_gss_fail("client token rejected", major, minor, NULL, err,
-                     errlen);
+        kcd_gss_accept_failed(major, minor, err, errlen, &cause);
+
+        /* a replay after our own first try: the first cause is the one */
+        if (first[0] != '\0' && !kcd_gss_accept_is(first_cause,
+                                                    KRB5KRB_AP_ERR_REPEAT)
+            && (kcd_gss_accept_is(cause, KRB5KRB_AP_ERR_REPEAT)
+                || (cause < 0 && first_cause >= 0)))
+        {
+            kcd_gss_err(err, errlen, "%s", first);
+        }
+
         rc = KCD_GSS_DENIED;
         goto done;
     }
