@@ -28,6 +28,9 @@
 #define NGX_HTTP_KCD_TYPE2_MAX     1024
 #define NGX_HTTP_KCD_NAME_MAX      256
 
+/* the longest SPNEGO MechTypeList kept for mechListMIC (Windows: 48) */
+#define NGX_HTTP_KCD_MECH_TYPES_MAX  256
+
 /* the longest Authorization value accepted before decoding */
 #define NGX_HTTP_KCD_TOKEN_MAX     (4 * ((KCD_NTLM_MAX_MSG + 2) / 3))
 
@@ -192,6 +195,12 @@ typedef struct {
     u_char                    *type2;
     size_t                     type2_len;
     u_char                     challenge[8];
+
+    /* NTLM inside SPNEGO (B5): the client's MechTypeList as sent */
+    ngx_uint_t                 spnego;       /* the handshake is in SPNEGO */
+    ngx_uint_t                 spnego_mic;   /* mechListMIC required */
+    size_t                     mech_types_len;
+    u_char                     mech_types[NGX_HTTP_KCD_MECH_TYPES_MAX];
 } ngx_http_kcd_ntlm_pending_t;
 
 
@@ -236,6 +245,9 @@ typedef struct {
     ngx_uint_t                 refused;      /* B15, for the balancer */
     ngx_str_t                  spn;
     ngx_str_t                  cache_status;
+
+    /* the last SPNEGO leg (accept-completed) for the final response, B5 */
+    ngx_str_t                  final_challenge;
 } ngx_http_kcd_request_t;
 
 
@@ -285,6 +297,15 @@ typedef struct {
 
     /* the groups the backend named for this logon (B20), NUL-separated */
     ngx_str_t                  groups;
+
+    /* this request's NTLM message came inside SPNEGO (B5) */
+    ngx_uint_t                 spnego;
+    ngx_uint_t                 spnego_select;   /* name supportedMech */
+    ngx_uint_t                 spnego_mic_required;
+    u_char                    *spnego_mech_types;
+    size_t                     spnego_mech_types_len;
+    u_char                    *spnego_mic;      /* client's mechListMIC */
+    size_t                     spnego_mic_len;
 } ngx_http_kcd_ctx_t;
 
 
@@ -406,6 +427,12 @@ ngx_int_t ngx_http_kcd_basic(ngx_http_request_t *r,
 ngx_int_t ngx_http_kcd_negotiate(ngx_http_request_t *r,
     ngx_http_kcd_loc_conf_t *klcf, ngx_http_kcd_ctx_t *ctx, u_char *token,
     size_t len);
+ngx_int_t ngx_http_kcd_spnego_challenge(ngx_http_request_t *r,
+    ngx_http_kcd_ctx_t *ctx, ngx_http_kcd_ntlm_pending_t *pend,
+    u_char *type2, size_t len);
+ngx_int_t ngx_http_kcd_spnego_complete(ngx_http_request_t *r,
+    ngx_http_kcd_ctx_t *ctx, ngx_http_kcd_ntlm_pending_t *pend,
+    const u_char *session_key, const char **reason);
 
 /* ngx_http_kcd_delegate.c */
 ngx_int_t ngx_http_kcd_delegate(ngx_http_request_t *r,

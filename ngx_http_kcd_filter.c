@@ -25,6 +25,8 @@
 
 
 static ngx_int_t ngx_http_kcd_header_filter(ngx_http_request_t *r);
+static ngx_int_t ngx_http_kcd_final_challenge(ngx_http_request_t *r,
+    ngx_http_kcd_request_t *rq);
 static ngx_int_t ngx_http_kcd_filter_challenges(ngx_http_request_t *r,
     ngx_table_elt_t *h, ngx_uint_t strip);
 static ngx_uint_t ngx_http_kcd_is_negotiate(const u_char *scheme,
@@ -98,10 +100,17 @@ ngx_http_kcd_header_filter(ngx_http_request_t *r)
     ngx_uint_t                i, strip;
     ngx_list_part_t          *part;
     ngx_table_elt_t          *h;
+    ngx_http_kcd_request_t   *rq;
     ngx_http_kcd_loc_conf_t  *klcf;
+
+    rq = ngx_http_kcd_request(r, 0);
 
     if (r->upstream == NULL) {
         /* our own responses: challenges are built as configured */
+        if (ngx_http_kcd_final_challenge(r, rq) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
         return ngx_http_next_header_filter(r);
     }
 
@@ -147,7 +156,44 @@ ngx_http_kcd_header_filter(ngx_http_request_t *r)
         }
     }
 
+    if (ngx_http_kcd_final_challenge(r, rq) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_next_header_filter(r);
+}
+
+
+/*
+ * B5: the response that ends an NTLM handshake inside SPNEGO carries the
+ * server's last negTokenResp (accept-completed, mechListMIC), once, on the
+ * main request, whatever produced the response.
+ */
+
+static ngx_int_t
+ngx_http_kcd_final_challenge(ngx_http_request_t *r,
+    ngx_http_kcd_request_t *rq)
+{
+    ngx_table_elt_t  *h;
+
+    if (rq == NULL || rq->final_challenge.len == 0 || r != r->main
+        || r->headers_out.status >= NGX_HTTP_BAD_REQUEST)
+    {
+        return NGX_OK;
+    }
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "WWW-Authenticate");
+    h->value = rq->final_challenge;
+
+    rq->final_challenge.len = 0;
+
+    return NGX_OK;
 }
 
 

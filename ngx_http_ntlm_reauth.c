@@ -95,6 +95,7 @@ ngx_http_kcd_ntlm_negotiate(ngx_http_request_t *r,
     u_char                       *p, type2[NGX_HTTP_KCD_TYPE2_MAX];
     ngx_str_t                     src, dst, value;
     const char                   *err;
+    ngx_http_kcd_ctx_t           *ctx;
     kcd_ntlm_negotiate_t          neg;
     ngx_http_kcd_srv_conf_t      *kscf;
     ngx_http_kcd_ntlm_pending_t  *pend;
@@ -168,6 +169,8 @@ ngx_http_kcd_ntlm_negotiate(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    ngx_memzero(pend, sizeof(ngx_http_kcd_ntlm_pending_t));
+
     pend->type1 = (u_char *) (pend + 1);
     pend->type1_len = len;
     pend->type2 = pend->type1 + len;
@@ -180,6 +183,22 @@ ngx_http_kcd_ntlm_negotiate(ngx_http_request_t *r,
     kc->ntlm = pend;
     kc->scheme = scheme;
     kc->state = NGX_HTTP_KCD_CONN_CHALLENGED;
+
+    /* NTLM inside SPNEGO: the CHALLENGE goes in a negTokenResp (B5) */
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_kcd_module);
+
+    if (ctx && ctx->spnego) {
+        if (ngx_http_kcd_spnego_challenge(r, ctx, pend, type2, n)
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_http_kcd_count(r, challenges);
+
+        return NGX_HTTP_UNAUTHORIZED;
+    }
 
     /* answer under the scheme the client used */
 
@@ -244,10 +263,24 @@ ngx_http_kcd_ntlm_authenticate(ngx_http_request_t *r,
 
     static u_char  nobody[16];
 
-    if (kc->state != NGX_HTTP_KCD_CONN_CHALLENGED || kc->ntlm == NULL) {
+    if (kc->state != NGX_HTTP_KCD_CONN_CHALLENGED || kc->ntlm == NULL
+        || kc->ntlm->type2_len == 0)
+    {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "kcd: NTLM AUTHENTICATE without a CHALLENGE on this "
                       "connection");
+        ngx_http_kcd_conn_reset(kc);
+        ngx_http_kcd_count(r, ntlm_failed);
+        return NGX_HTTP_KCD_CHALLENGE;
+    }
+
+    /* the AUTHENTICATE comes the way its CHALLENGE went: SPNEGO or not */
+
+    if (kc->ntlm->spnego != ctx->spnego) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "kcd: NTLM AUTHENTICATE %s SPNEGO, its CHALLENGE went "
+                      "%s", ctx->spnego ? "inside" : "outside",
+                      ctx->spnego ? "outside" : "inside");
         ngx_http_kcd_conn_reset(kc);
         ngx_http_kcd_count(r, ntlm_failed);
         return NGX_HTTP_KCD_CHALLENGE;
@@ -384,6 +417,14 @@ ngx_http_kcd_ntlm_authenticate(ngx_http_request_t *r,
                                    ctx->type3, ctx->type3_len, ctx->auth.mic)
              : 0;
 
+        /* inside SPNEGO: mechListMIC, with the same key (B5) */
+
+        nrc = NGX_OK;
+
+        if (pend->spnego && acc && ok && rc == 0) {
+            nrc = ngx_http_kcd_spnego_complete(r, ctx, pend, key, &err);
+        }
+
         kcd_ntlm_wipe(key, sizeof(key));
 
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
@@ -401,6 +442,14 @@ ngx_http_kcd_ntlm_authenticate(ngx_http_request_t *r,
 
         if (rc != 0) {
             return ngx_http_kcd_ntlm_failed(r, ctx, "MIC invalid");
+        }
+
+        if (nrc == NGX_DECLINED) {
+            return ngx_http_kcd_ntlm_failed(r, ctx, err);
+        }
+
+        if (nrc != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
         /*
@@ -450,7 +499,9 @@ static ngx_int_t
 ngx_http_kcd_ntlm_winbind_done(ngx_http_request_t *r, ngx_http_kcd_task_t *t)
 {
     int                           rc;
+    ngx_int_t                     nrc;
     ngx_str_t                     u, d;
+    const char                   *err;
     ngx_http_kcd_ctx_t           *ctx;
     ngx_http_kcd_ntlm_pending_t  *pend;
 
@@ -471,6 +522,20 @@ ngx_http_kcd_ntlm_winbind_done(ngx_http_request_t *r, ngx_http_kcd_task_t *t)
         if (rc != 0) {
             ngx_http_kcd_count(r, winbind_failed);
             return ngx_http_kcd_ntlm_failed(r, ctx, "MIC invalid");
+        }
+
+        if (pend->spnego) {
+            err = "";
+            nrc = ngx_http_kcd_spnego_complete(r, ctx, pend,
+                                               t->wb.session_key, &err);
+            if (nrc == NGX_DECLINED) {
+                ngx_http_kcd_count(r, winbind_failed);
+                return ngx_http_kcd_ntlm_failed(r, ctx, err);
+            }
+
+            if (nrc != NGX_OK) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
         }
 
         ngx_http_kcd_count(r, winbind_ok);
