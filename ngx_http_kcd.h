@@ -412,6 +412,8 @@ ngx_http_kcd_conn_t *ngx_http_kcd_conn(ngx_http_request_t *r,
 void ngx_http_kcd_conn_reset(ngx_http_kcd_conn_t *kc);
 void ngx_http_kcd_ntlm_pending_free(ngx_http_kcd_ntlm_pending_t *p);
 ngx_int_t ngx_http_kcd_identity_variables(ngx_conf_t *cf);
+void ngx_http_kcd_logon_name(ngx_http_request_t *r, ngx_str_t *user,
+    ngx_str_t *domain, ngx_str_t *out_user, ngx_str_t *out_domain);
 ngx_int_t ngx_http_kcd_identity_init(ngx_conf_t *cf);
 
 /* ngx_http_ntlm_reauth.c: the NTLM handshake */

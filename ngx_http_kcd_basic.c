@@ -183,7 +183,7 @@ ngx_http_kcd_basic_file(ngx_http_request_t *r, ngx_http_kcd_loc_conf_t *klcf,
 {
     int                        ok;
     u_char                     hash[16];
-    ngx_str_t                  domain, map_domain;
+    ngx_str_t                  domain, map_domain, luser, ldomain;
     ngx_str_t                 *pass;
     ngx_http_kcd_account_t    *acc;
     ngx_http_kcd_identity_t   *id;
@@ -193,8 +193,11 @@ ngx_http_kcd_basic_file(ngx_http_request_t *r, ngx_http_kcd_loc_conf_t *klcf,
 
     pass = &ctx->basic_password;
 
-    acc = ngx_http_kcd_user_file_find(klcf->user_file, &ctx->basic_user,
-                                      &ctx->basic_domain);
+    /* UPN and DNS-domain spellings name the same account (B5) */
+    ngx_http_kcd_logon_name(r, &ctx->basic_user, &ctx->basic_domain, &luser,
+                            &ldomain);
+
+    acc = ngx_http_kcd_user_file_find(klcf->user_file, &luser, &ldomain);
 
     ok = (kcd_ntlm_nt_hash((char *) pass->data, pass->len, hash) == 0);
     ok = (kcd_ntlm_memcmp_ct(hash, acc ? acc->hash : nobody, 16) == 0) && ok;

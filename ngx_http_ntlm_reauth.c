@@ -254,7 +254,8 @@ ngx_http_kcd_ntlm_authenticate(ngx_http_request_t *r,
     int                           rc, ok;
     u_char                        cb[16], key[16], *cbp;
     ngx_int_t                     nrc;
-    ngx_str_t                     user, domain, map_domain;
+    ngx_str_t                     user, domain, map_domain, luser,
+                                  ldomain;
     const char                   *err;
     ngx_http_kcd_task_t          *t;
     ngx_http_kcd_account_t       *acc;
@@ -393,7 +394,11 @@ ngx_http_kcd_ntlm_authenticate(ngx_http_request_t *r,
 
     if (klcf->user_file) {
 
-        acc = ngx_http_kcd_user_file_find(klcf->user_file, &user, &domain);
+        /* UPN and DNS-domain spellings name the same account (B5) */
+        ngx_http_kcd_logon_name(r, &user, &domain, &luser, &ldomain);
+
+        acc = ngx_http_kcd_user_file_find(klcf->user_file, &luser,
+                                          &ldomain);
 
         if (acc == NULL && klcf->winbind) {
             goto winbind;
