@@ -16,6 +16,7 @@ curl openssl wrk iproute2 procps psmisc faketime
 perl libio-socket-ssl-perl libauthen-ntlm-perl libtest-harness-perl
 python3 python3-requests python3-requests-ntlm python3-ntlm-auth python3-gssapi
 python3-samba openjdk-17-jdk-headless
+libconvert-asn1-perl gss-ntlmssp chromium
 
 "
 
@@ -26,8 +27,25 @@ for p in $PKGS; do
     fi
 done
 
+# Node for the npm NTLM client of t/45 (any nodejs that brings npm will do)
+if ! command -v npm >/dev/null 2>&1; then
+    missing="$missing nodejs npm"
+fi
+
+# the npm packages of the client suites, pinned by package-lock.json
+npm_clients() {
+    d="$(dirname "$0")/../t/clients/node"
+    if [ -f "$d/package-lock.json" ] && [ ! -d "$d/node_modules/httpntlm" ] \
+       && command -v npm >/dev/null 2>&1
+    then
+        (cd "$d" && npm ci --no-audit --no-fund) \
+            || echo "deps: npm ci failed: the Node client will be skipped"
+    fi
+}
+
 if [ -z "$missing" ]; then
     echo "deps: all packages present"
+    npm_clients
     exit 0
 fi
 
@@ -48,4 +66,17 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
     trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
 fi
 $SUDO apt-get update -q || true
+
+# gss-ntlmssp ships /etc/gss/mech.d/mech.ntlmssp.conf, which would put NTLM
+# into every MIT SPNEGO of the machine: keep it out (renamed, not *.conf);
+# the tests load the mechanism through GSS_MECH_CONFIG
+case " $missing " in
+*" gss-ntlmssp "*)
+    $SUDO dpkg-divert --local --rename \
+        --divert /etc/gss/mech.d/mech.ntlmssp.conf.kcd-off \
+        --add /etc/gss/mech.d/mech.ntlmssp.conf
+    ;;
+esac
+
 $SUDO apt-get install -y -q --no-install-recommends $missing
+npm_clients

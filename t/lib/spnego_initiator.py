@@ -1,28 +1,49 @@
 #!/usr/bin/python3
-# A SPNEGO initiator from MIT krb5's GSSAPI (python3-gssapi): prints each
-# output token as hex on a line, reads the acceptor's next token as hex from
-# stdin, ends with a line "complete" or "error <text>".
+# A GSSAPI initiator from MIT krb5 (python3-gssapi): prints each output
+# token as hex on a line, reads the acceptor's next token as hex from stdin,
+# ends with a line "complete" or "error <text>".
 #
-#   spnego_initiator.py USER SERVICE@HOST [flags]
+#   spnego_initiator.py USER SERVICE@HOST [--flags N] [--mech spnego|ntlmssp]
+#                       [--cb HEX]
 #
-# The mechanisms come from the MIT configuration (GSS_MECH_CONFIG names
+# --mech ntlmssp: raw gss-ntlmssp; default SPNEGO.  --flags: GSS request
+# flags (default: the library's, integrity included).  --cb: application
+# data of the channel bindings (tls-server-end-point:<hash>).  The
+# mechanisms come from the MIT configuration (GSS_MECH_CONFIG names
 # gss-ntlmssp in the tests), the NTLM password from NTLM_USER_FILE.
+import argparse
 import sys
 
 import gssapi
+import gssapi.raw
 
-SPNEGO = gssapi.OID.from_int_seq('1.3.6.1.5.5.2')
+MECHS = {
+    'spnego': gssapi.OID.from_int_seq('1.3.6.1.5.5.2'),
+    'ntlmssp': gssapi.OID.from_int_seq('1.3.6.1.4.1.311.2.2.10'),
+}
 
 
 def main():
-    user = gssapi.Name(sys.argv[1], gssapi.NameType.user)
-    target = gssapi.Name(sys.argv[2], gssapi.NameType.hostbased_service)
-    flags = None
-    if len(sys.argv) > 3:
-        flags = int(sys.argv[3], 0)
-    creds = gssapi.Credentials(name=user, usage='initiate', mechs=[SPNEGO])
-    ctx = gssapi.SecurityContext(name=target, mech=SPNEGO, usage='initiate',
-                                 creds=creds, flags=flags)
+    ap = argparse.ArgumentParser()
+    ap.add_argument('user')
+    ap.add_argument('target')
+    ap.add_argument('flags', nargs='?')
+    ap.add_argument('--flags', dest='flags2')
+    ap.add_argument('--mech', default='spnego')
+    ap.add_argument('--cb')
+    a = ap.parse_args()
+    flags = a.flags2 or a.flags
+    mech = MECHS[a.mech]
+    user = gssapi.Name(a.user, gssapi.NameType.user)
+    target = gssapi.Name(a.target, gssapi.NameType.hostbased_service)
+    creds = gssapi.Credentials(name=user, usage='initiate', mechs=[mech])
+    cb = None
+    if a.cb:
+        cb = gssapi.raw.ChannelBindings(application_data=bytes.fromhex(a.cb))
+    ctx = gssapi.SecurityContext(name=target, mech=mech, usage='initiate',
+                                 creds=creds,
+                                 flags=int(flags, 0) if flags else None,
+                                 channel_bindings=cb)
     tok = None
     try:
         while True:
