@@ -113,6 +113,7 @@ typedef struct {
     ngx_str_t                  ntlm_computer;
     ngx_str_t                  ntlm_dns_domain;
     ngx_str_t                  ntlm_dns_computer;
+    ngx_flag_t                 ntlm_key_exch;
 
     ngx_uint_t                 auth_used;    /* schemes offered in it */
 

@@ -130,6 +130,13 @@ static ngx_command_t  ngx_http_kcd_commands[] = {
       offsetof(ngx_http_kcd_srv_conf_t, ntlm_dns_domain),
       NULL },
 
+    { ngx_string("kcd_ntlm_key_exch"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_SRV_CONF_OFFSET,
+      offsetof(ngx_http_kcd_srv_conf_t, ntlm_key_exch),
+      NULL },
+
     { ngx_string("kcd_channel_binding"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_enum_slot,
@@ -669,6 +676,8 @@ ngx_http_kcd_create_srv_conf(ngx_conf_t *cf)
         return NULL;
     }
 
+    kscf->ntlm_key_exch = NGX_CONF_UNSET;
+
     return kscf;
 }
 
@@ -684,6 +693,17 @@ ngx_http_kcd_merge_srv_conf(ngx_conf_t *cf, void *parent, void *child)
 
     ngx_conf_merge_str_value(conf->ntlm_dns_domain, prev->ntlm_dns_domain,
                              "");
+    ngx_conf_merge_value(conf->ntlm_key_exch, prev->ntlm_key_exch, 0);
+
+    /* KEY_EXCH needs RC4: OpenSSL's legacy provider, in a context of ours */
+
+    if (conf->ntlm_key_exch && kcd_ntlm_rc4_init() != 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"kcd_ntlm_key_exch on\" needs RC4 from "
+                           "OpenSSL's legacy provider, which cannot be "
+                           "loaded");
+        return NGX_CONF_ERROR;
+    }
     ngx_conf_merge_str_value(conf->ntlm_computer, prev->ntlm_computer, "");
 
     if (conf->ntlm_computer.len == 0) {

@@ -38,6 +38,8 @@ static ngx_int_t ngx_http_kcd_ntlm_failed(ngx_http_request_t *r,
     ngx_http_kcd_ctx_t *ctx, const char *reason);
 static ngx_int_t ngx_http_kcd_cb_expected(ngx_http_request_t *r,
     u_char *hash);
+static int ngx_http_kcd_ntlm_verify_mic(ngx_http_kcd_ctx_t *ctx,
+    ngx_http_kcd_ntlm_pending_t *pend, const u_char *session_key);
 static ngx_int_t ngx_http_kcd_utf8_name(ngx_http_request_t *r,
     const u_char *in, size_t len, ngx_str_t *out);
 
@@ -150,6 +152,7 @@ ngx_http_kcd_ntlm_negotiate(ngx_http_request_t *r,
                         ? (char *) kscf->ntlm_dns_domain.data : NULL;
     params.dns_computer = kscf->ntlm_dns_computer.len
                           ? (char *) kscf->ntlm_dns_computer.data : NULL;
+    params.key_exch = (kscf->ntlm_key_exch == 1);
 
     n = kcd_ntlm_build_challenge(&params, type2, sizeof(type2));
 
@@ -416,11 +419,7 @@ ngx_http_kcd_ntlm_authenticate(ngx_http_request_t *r,
                                  ctx->auth.nt, ctx->auth.nt_len, key)
               == 0);
 
-        rc = ctx->auth.has_mic
-             ? kcd_ntlm_verify_mic(key, pend->type1, pend->type1_len,
-                                   pend->type2, pend->type2_len,
-                                   ctx->type3, ctx->type3_len, ctx->auth.mic)
-             : 0;
+        rc = ngx_http_kcd_ntlm_verify_mic(ctx, pend, key);
 
         /* inside SPNEGO: mechListMIC, with the same key (B5) */
 
@@ -517,12 +516,7 @@ ngx_http_kcd_ntlm_winbind_done(ngx_http_request_t *r, ngx_http_kcd_task_t *t)
 
         /* the DC checked the proof; the MIC is ours to check */
 
-        rc = ctx->auth.has_mic
-             ? kcd_ntlm_verify_mic(t->wb.session_key, pend->type1,
-                                   pend->type1_len, pend->type2,
-                                   pend->type2_len, ctx->type3,
-                                   ctx->type3_len, ctx->auth.mic)
-             : 0;
+        rc = ngx_http_kcd_ntlm_verify_mic(ctx, pend, t->wb.session_key);
 
         if (rc != 0) {
             ngx_http_kcd_count(r, winbind_failed);
@@ -694,6 +688,52 @@ ngx_http_kcd_cb_expected(ngx_http_request_t *r, u_char *hash)
                       "kcd: channel binding hash of the server certificate "
                       "failed");
     }
+
+    return rc;
+}
+
+
+/*
+ * The AUTHENTICATE's MIC (MS-NLMP 3.3.2 step 7) under the exported session
+ * key: the session base key, or with KEY_EXCH negotiated (flags of our
+ * CHALLENGE and of the AUTHENTICATE) the client's random session key
+ * decrypted with it.  0, or -1 when the MIC does not verify.
+ */
+
+static int
+ngx_http_kcd_ntlm_verify_mic(ngx_http_kcd_ctx_t *ctx,
+    ngx_http_kcd_ntlm_pending_t *pend, const u_char *session_key)
+{
+    int       rc;
+    u_char    exported[16];
+    uint32_t  flags;
+
+    if (!ctx->auth.has_mic) {
+        return 0;
+    }
+
+    flags = ctx->auth.flags;
+
+    if (pend->type2_len >= 24) {
+        flags &= (uint32_t) pend->type2[20]
+                 | (uint32_t) pend->type2[21] << 8
+                 | (uint32_t) pend->type2[22] << 16
+                 | (uint32_t) pend->type2[23] << 24;
+    }
+
+    if (kcd_ntlm_exported_session_key(flags, session_key,
+                                      ctx->auth.enc_session_key,
+                                      ctx->auth.enc_session_key_len, exported)
+        != 0)
+    {
+        return -1;
+    }
+
+    rc = kcd_ntlm_verify_mic(exported, pend->type1, pend->type1_len,
+                             pend->type2, pend->type2_len, ctx->type3,
+                             ctx->type3_len, ctx->auth.mic);
+
+    kcd_ntlm_wipe(exported, sizeof(exported));
 
     return rc;
 }

@@ -96,24 +96,52 @@ $common
         kcd_channel_binding require;
 $common
     }
+
+    # the other choice: KEY_EXCH granted to the clients that ask for it
+    server {
+        listen 127.0.0.1:%%PORT_8081%%;
+        server_name proxy.kcd.test;
+        kcd_ntlm_key_exch on;
+$common
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT_8444%% ssl;
+        server_name proxy.kcd.test;
+        ssl_certificate $cert->{cert};
+        ssl_certificate_key $cert->{key};
+        kcd_channel_binding require;
+        kcd_ntlm_key_exch on;
+$common
+    }
 EOF
 $t->run;
 
 my %matrix;      # client => { "scheme transport" => result }
 my %skipped;
 
+# 0: the default (no KEY_EXCH), 1: kcd_ntlm_key_exch on
+our $KX = 0;
+
+sub pt { my ($tls) = @_; return port(($tls ? 8443 : 8080) + $KX) }
+
 sub url {
     my ($tls, $path) = @_;
-    return $tls ? "https://127.0.0.1:" . port(8443) . $path
-                : "http://127.0.0.1:" . port(8080) . $path;
+    $path =~ s{^(/\w+/)}{$1kx$KX-};
+    return ($tls ? 'https' : 'http') . "://127.0.0.1:" . pt($tls) . $path;
 }
 
 sub record {
     my ($client, $what, $ok) = @_;
+    $client .= ' [kcd_ntlm_key_exch on]' if $KX;
     $matrix{$client}{$what} = $ok ? 'pass' : 'FAIL';
 }
 
-sub saw { my ($uri) = @_; return grep { $_->{uri} eq $uri } $b->requests }
+sub saw {
+    my ($uri) = @_;
+    $uri =~ s{^(/\w+/)}{$1kx$KX-};
+    return grep { $_->{uri} eq $uri } $b->requests;
+}
 
 my $BODY = join "", map { ("a" .. "z", 0 .. 9)[$_ % 36] } 0 .. 4999;
 
@@ -134,8 +162,9 @@ sub gss_login {
     local $ENV{GSS_MECH_CONFIG} = $mech;
     local $ENV{NTLM_USER_FILE} = $ufile;
     local $ENV{KRB5_CONFIG} = '/dev/null';
-    my $c = KcdTest::Conn->new(port => port($o{tls} ? 8443 : 8080),
+    my $c = KcdTest::Conn->new(port => pt($o{tls}),
                                ($o{tls} ? (ssl => 1) : ()));
+    $o{path} =~ s{^(/\w+/)}{$1kx$KX-};
     my @cb;
     if ($o{cb} && $o{tls}) {
         @cb = ('--cb', unpack('H*', 'tls-server-end-point:'
@@ -143,7 +172,7 @@ sub gss_login {
     }
     my $pid = open2(my $out, my $in, $PY, "$ROOT/t/lib/spnego_initiator.py",
         'KCD\\alice', 'HTTP@proxy.kcd.test', '--mech', $o{mech}, @cb);
-    my ($r, $tok, $last, $flags1);
+    my ($r, $tok, $last, $flags1, $flags2);
     my $scheme = $o{scheme};
     my $method = $o{method} // 'GET';
     for my $leg (1 .. 4) {
@@ -159,6 +188,9 @@ sub gss_login {
         $last = $r;
         my ($v) = grep { /^\Q$scheme\E \S+/ } $r->headers_all('WWW-Authenticate');
         last unless $v;
+        if ($leg == 1 && $o{mech} eq 'ntlmssp') {
+            $flags2 = eval { parse_type2(unb64((split / /, $v)[1]))->{flags} };
+        }
         print $in unpack('H*', unb64((split / /, $v)[1])), "\n";
         last if $r->{status} != 401;
     }
@@ -166,8 +198,73 @@ sub gss_login {
     my $rest = do { local $/; <$out> } // '';
     waitpid $pid, 0;
     my $f = $c->get($o{path} . 'again');
-    return ($last, $f, $flags1, $rest);
+    return ($last, $f, $flags1, $rest, $flags2);
 }
+
+my $have_samba = -x '/usr/bin/ntlm_auth';
+$skipped{'Samba ntlm_auth'} = 'package winbind missing' unless $have_samba;
+
+my $smbconf = $t->write_file('smb.conf', "[global]\n"
+    . "    workgroup = KCD\n    client ntlmv2 auth = yes\n"
+    . "    state directory = $dir/samba\n    cache directory = $dir/samba\n"
+    . "    lock directory = $dir/samba\n    private dir = $dir/samba\n"
+    . "    ncalrpc dir = $dir/samba\n");
+mkdir "$dir/samba";
+
+# helper protocols: "YR" / "TT <b64>" -> "YR|TT|KK|AF <b64>"
+sub samba_login {
+    my (%o) = @_;
+    my $c = KcdTest::Conn->new(port => pt($o{tls}),
+                               ($o{tls} ? (ssl => 1) : ()));
+    $o{path} =~ s{^(/\w+/)}{$1kx$KX-};
+    my $pid = open2(my $out, my $in, '/usr/bin/ntlm_auth',
+        "--configfile=$smbconf", "--helper-protocol=$o{proto}",
+        '--username=alice', '--domain=KCD', "--password=$PW");
+    my $scheme = $o{scheme};
+    my $method = $o{method} // 'GET';
+    print $in "YR\n";
+    my ($r, $last, $mic_seen);
+    for my $leg (1 .. 4) {
+        my $l = <$out> // '';
+        chomp $l;
+        my ($code, $tok) = split / /, $l, 2;
+        last unless $code && ($code eq 'YR' || $code eq 'KK' || $code eq 'TT'
+                              || $code eq 'AF') && $tok;
+        if ($scheme eq 'Negotiate' && $leg > 1) {
+            my $sp = parse_spnego(unb64($tok));
+            $mic_seen = $sp && defined $sp->{mic} && length $sp->{mic};
+        }
+        $r = $c->request({ method => $method, path => $o{path},
+            headers => [Authorization => "$scheme $tok"],
+            ($method eq 'POST' ? (body => $o{body}) : ()) });
+        $last = $r;
+        my ($v) = grep { /^\Q$scheme\E \S+/ } $r->headers_all('WWW-Authenticate');
+        last unless $v && $r->{status} == 401;
+        print $in "TT " . (split / /, $v)[1] . "\n";
+    }
+    close $in;
+    kill 'TERM', $pid;
+    waitpid $pid, 0;
+    my $f = $c->get($o{path} . 'again');
+    return ($last, $f, $mic_seen);
+}
+
+my $node_dir = "$ROOT/t/clients/node";
+my $have_node = -x '/usr/bin/node' && -d "$node_dir/node_modules/httpntlm";
+$skipped{'Node httpntlm'} = 'node or npm package httpntlm missing '
+    . '(tools/deps.sh installs it)' unless $have_node;
+
+my $have_java = -x '/usr/bin/java';
+$skipped{'OpenJDK'} = 'package openjdk-17-jdk-headless missing'
+    unless $have_java;
+
+require "$ROOT/t/lib/KcdChromium.pm";
+
+my $chrome = KcdChromium::binary();
+$skipped{'Chromium'} = 'package chromium missing' unless $chrome;
+
+for my $kx (0, 1) {
+    local $KX = $kx;
 
 SKIP: {
     skip 'gss-ntlmssp: not installed', 1 unless $have_gss;
@@ -177,11 +274,16 @@ SKIP: {
         for my $m ('GET', 'POST') {
             # raw gss-ntlmssp, default flags: asks for SIGN (and KEY_EXCH)
             my $p = "/nt/gss-raw-$tls-$m/";
-            my ($r, $f, $fl) = gss_login(mech => 'ntlmssp', scheme => 'NTLM',
-                tls => $tls, cb => 1, path => $p, method => $m,
-                body => $BODY);
-            ok($fl && ($fl & NTLMSSP_NEGOTIATE_SIGN),
-               sprintf("raw gss-ntlmssp asks for SIGN (0x%08x)", $fl // 0));
+            my ($r, $f, $fl, undef, $fl2) = gss_login(mech => 'ntlmssp',
+                scheme => 'NTLM', tls => $tls, cb => 1, path => $p,
+                method => $m, body => $BODY);
+            ok($fl && ($fl & NTLMSSP_NEGOTIATE_SIGN)
+               && ($fl & NTLMSSP_NEGOTIATE_KEY_EXCH),
+               sprintf("raw gss-ntlmssp asks for SIGN and KEY_EXCH (0x%08x)",
+                       $fl // 0));
+            is(($fl2 // 0) & NTLMSSP_NEGOTIATE_KEY_EXCH,
+               $KX ? NTLMSSP_NEGOTIATE_KEY_EXCH : 0,
+               'KEY_EXCH ' . ($KX ? 'granted' : 'not granted'));
             my $ok = is($r && $r->{status}, 200,
                         "raw gss-ntlmssp $tr $m: 200");
             is($f->{status}, 200, "raw gss-ntlmssp $tr keep-alive follow-up");
@@ -235,49 +337,6 @@ SKIP: {
 
 # ---------------------------------------------------- Samba ntlm_auth
 
-my $have_samba = -x '/usr/bin/ntlm_auth';
-$skipped{'Samba ntlm_auth'} = 'package winbind missing' unless $have_samba;
-
-my $smbconf = $t->write_file('smb.conf', "[global]\n"
-    . "    workgroup = KCD\n    client ntlmv2 auth = yes\n"
-    . "    state directory = $dir/samba\n    cache directory = $dir/samba\n"
-    . "    lock directory = $dir/samba\n    private dir = $dir/samba\n"
-    . "    ncalrpc dir = $dir/samba\n");
-mkdir "$dir/samba";
-
-# helper protocols: "YR" / "TT <b64>" -> "YR|TT|KK|AF <b64>"
-sub samba_login {
-    my (%o) = @_;
-    my $c = KcdTest::Conn->new(port => port($o{tls} ? 8443 : 8080),
-                               ($o{tls} ? (ssl => 1) : ()));
-    my $pid = open2(my $out, my $in, '/usr/bin/ntlm_auth',
-        "--configfile=$smbconf", "--helper-protocol=$o{proto}",
-        '--username=alice', '--domain=KCD', "--password=$PW");
-    my $scheme = $o{scheme};
-    my $method = $o{method} // 'GET';
-    print $in "YR\n";
-    my ($r, $last);
-    for my $leg (1 .. 4) {
-        my $l = <$out> // '';
-        chomp $l;
-        my ($code, $tok) = split / /, $l, 2;
-        last unless $code && ($code eq 'YR' || $code eq 'KK' || $code eq 'TT'
-                              || $code eq 'AF') && $tok;
-        $r = $c->request({ method => $method, path => $o{path},
-            headers => [Authorization => "$scheme $tok"],
-            ($method eq 'POST' ? (body => $o{body}) : ()) });
-        $last = $r;
-        my ($v) = grep { /^\Q$scheme\E \S+/ } $r->headers_all('WWW-Authenticate');
-        last unless $v && $r->{status} == 401;
-        print $in "TT " . (split / /, $v)[1] . "\n";
-    }
-    close $in;
-    kill 'TERM', $pid;
-    waitpid $pid, 0;
-    my $f = $c->get($o{path} . 'again');
-    return ($last, $f);
-}
-
 SKIP: {
     skip 'Samba ntlm_auth: not installed', 1 unless $have_samba;
 
@@ -291,9 +350,14 @@ SKIP: {
             {
                 my ($proto, $scheme, $name) = @$case;
                 my $p = "/allow/samba-$proto-$tls-$m/";
-                my ($r, $f) = samba_login(proto => $proto, scheme => $scheme,
-                    tls => $tls, path => $p, method => $m, body => $BODY);
+                my ($r, $f, $mic) = samba_login(proto => $proto,
+                    scheme => $scheme, tls => $tls, path => $p, method => $m,
+                    body => $BODY);
                 my $ok = is($r && $r->{status}, 200, "$name $tr $m: 200");
+                # Samba's helper asks for no SIGN: no NTLM MIC, and with
+                # NTLMSSP first no mechListMIC (RFC 4178 5 allows that)
+                ok(!$mic, "$name: no mechListMIC, accepted")
+                    if $scheme eq 'Negotiate';
                 is($f->{status}, 200, "$name $tr keep-alive follow-up");
                 record($name, "$scheme $tr $m", $ok && $f->{status} == 200);
             }
@@ -302,11 +366,6 @@ SKIP: {
 }
 
 # ---------------------------------------------------------- Node
-
-my $node_dir = "$ROOT/t/clients/node";
-my $have_node = -x '/usr/bin/node' && -d "$node_dir/node_modules/httpntlm";
-$skipped{'Node httpntlm'} = 'node or npm package httpntlm missing '
-    . '(tools/deps.sh installs it)' unless $have_node;
 
 SKIP: {
     skip 'Node httpntlm: not installed', 1 unless $have_node;
@@ -329,10 +388,6 @@ SKIP: {
 
 # ---------------------------------------------------------- Java
 
-my $have_java = -x '/usr/bin/java';
-$skipped{'OpenJDK'} = 'package openjdk-17-jdk-headless missing'
-    unless $have_java;
-
 SKIP: {
     skip 'OpenJDK: not installed', 1 unless $have_java;
 
@@ -353,11 +408,6 @@ SKIP: {
 
 # ---------------------------------------------------------- Chromium
 
-require "$ROOT/t/lib/KcdChromium.pm";
-
-my $chrome = KcdChromium::binary();
-$skipped{'Chromium'} = 'package chromium missing' unless $chrome;
-
 SKIP: {
     skip 'Chromium: not installed', 1 unless $chrome;
 
@@ -365,7 +415,7 @@ SKIP: {
         my $tr = $tls ? 'HTTPS' : 'HTTP';
         for my $case (['nt', 'NTLM'], ['neg', 'Negotiate->NTLM']) {
             my ($loc, $what) = @$case;
-            my $res = KcdChromium::run(dir => "$dir/chromium-$loc-$tls",
+            my $res = KcdChromium::run(dir => "$dir/chromium-$loc-$tls-$KX",
                 get => url($tls, "/$loc/chromium-$tls/"),
                 post => url($tls, "/$loc/chromium-post-$tls/"),
                 follow => url($tls, "/$loc/chromium-$tls/again"),
@@ -383,6 +433,8 @@ SKIP: {
                    ($res->{post} // 0) == 200);
         }
     }
+}
+
 }
 
 # the matrix, for docs/clients.md

@@ -12,6 +12,7 @@ const { spawn } = require('child_process');
 
 const cfg = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
 fs.mkdirSync(cfg.dir, { recursive: true });
+fs.rmSync(path.join(cfg.dir, 'DevToolsActivePort'), { force: true });
 
 const chrome = spawn(cfg.chromium, [
     '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic',
