@@ -1206,6 +1206,7 @@ kcd_gss_accept_pac(kcd_gss_t *g, const uint8_t *token, size_t len,
     time_t                       now;
     OM_uint32                    major, minor, tmin, flags;
     gss_name_t                   src;
+    gss_OID_set                  mechs;
     gss_ctx_id_t                 ctx;
     gss_cred_id_t                acred, deleg;
     gss_buffer_desc              in, obuf, nbuf;
@@ -1239,6 +1240,13 @@ kcd_gss_accept_pac(kcd_gss_t *g, const uint8_t *token, size_t len,
     in.length = len;
 
     /*
+     * B5: Kerberos raw (RFC 4121 framing, thisMech krb5) or inside SPNEGO;
+     * an acceptor credential of the SPNEGO mechanism takes only the latter
+     */
+    mechs = (kcd_spnego_this_mech(token, len) == KCD_SPNEGO_MECH_KRB5)
+            ? &kcd_krb5_set : &kcd_spnego_set;
+
+    /*
      * GSS_C_BOTH with the proxy's TGT makes MIT return the client's ticket
      * as a credential usable for S4U2Proxy.  That needs the TGT, so when
      * the KDC is away accept with the keytab alone: authentication must
@@ -1253,7 +1261,7 @@ kcd_gss_accept_pac(kcd_gss_t *g, const uint8_t *token, size_t len,
     rc = KCD_GSS_ERROR;
 
     if (both) {
-        rc = kcd_gss_proxy_cred(g, GSS_C_BOTH, &kcd_spnego_set, &acred,
+        rc = kcd_gss_proxy_cred(g, GSS_C_BOTH, mechs, &acred,
                                 text, sizeof(text));
 
         if (rc != KCD_GSS_OK) {
@@ -1325,7 +1333,7 @@ kcd_gss_accept_pac(kcd_gss_t *g, const uint8_t *token, size_t len,
         store.elements = &el;
 
         major = gss_acquire_cred_from(&minor, GSS_C_NO_NAME,
-                                      GSS_C_INDEFINITE, &kcd_spnego_set,
+                                      GSS_C_INDEFINITE, mechs,
                                       GSS_C_ACCEPT, &store, &acred, NULL,
                                       NULL);
         if (GSS_ERROR(major)) {

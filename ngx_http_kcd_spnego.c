@@ -410,6 +410,42 @@ kcd_spnego_fill_resp(kcd_spnego_token_t *tok, const KCD_NEG_TOKEN_RESP *resp)
 }
 
 
+kcd_spnego_mech_t
+kcd_spnego_this_mech(const unsigned char *in, size_t len)
+{
+    int                   tag, xclass, rc;
+    long                  clen;
+    ASN1_OBJECT          *obj;
+    kcd_spnego_mech_t     mech;
+    const unsigned char  *p;
+
+    if (in == NULL || len == 0 || len > KCD_SPNEGO_MAX_TOKEN) {
+        return KCD_SPNEGO_MECH_UNKNOWN;
+    }
+
+    p = in;
+
+    /* the inner token of a raw mechanism is no DER: only the header */
+
+    rc = ASN1_get_object(&p, &clen, &tag, &xclass, (long) len);
+    if ((rc & 0x80) || !(rc & V_ASN1_CONSTRUCTED) || tag != 0
+        || xclass != V_ASN1_APPLICATION)
+    {
+        return KCD_SPNEGO_MECH_UNKNOWN;
+    }
+
+    obj = d2i_ASN1_OBJECT(NULL, &p, (long) (len - (size_t) (p - in)));
+    if (obj == NULL) {
+        return KCD_SPNEGO_MECH_UNKNOWN;
+    }
+
+    mech = kcd_spnego_mech_of(obj);
+    ASN1_OBJECT_free(obj);
+
+    return mech;
+}
+
+
 /* is in a framed GSS token ([APPLICATION 0]) whose thisMech is not SPNEGO? */
 static int
 kcd_spnego_other_mech(const unsigned char *in, size_t len)
@@ -732,7 +768,7 @@ kcd_spnego_octets(const unsigned char *data, size_t len, int *err)
 
 
 static ASN1_OBJECT *
-kcd_spnego_this_mech(void)
+kcd_spnego_oid_obj(void)
 {
     return OBJ_txt2obj(KCD_SPNEGO_OID, 1);
 }
@@ -764,7 +800,7 @@ kcd_spnego_encode_init(const kcd_spnego_mech_t *mechs, size_t nmechs,
     init = NULL;
 
     ASN1_OBJECT_free(g->this_mech);
-    g->this_mech = kcd_spnego_this_mech();
+    g->this_mech = kcd_spnego_oid_obj();
     KCD_NEGOTIATION_TOKEN_free(g->inner);
     g->inner = nt;
     nt = NULL;
@@ -839,7 +875,7 @@ kcd_spnego_encode_init2(const kcd_spnego_mech_t *mechs, size_t nmechs,
     init = NULL;
 
     ASN1_OBJECT_free(g->this_mech);
-    g->this_mech = kcd_spnego_this_mech();
+    g->this_mech = kcd_spnego_oid_obj();
     KCD_NEGOTIATION_TOKEN2_free(g->inner);
     g->inner = nt;
     nt = NULL;

@@ -158,6 +158,13 @@ int kcd_spnego_encode_resp(int neg_state, kcd_spnego_mech_t supported_mech,
 int kcd_spnego_encode_mech_list(const kcd_spnego_mech_t *mechs,
     size_t nmechs, unsigned char **out, size_t *out_len);
 
+/*
+ * kcd_spnego_this_mech: thisMech of an RFC 2743 3.1 framed initial token
+ * (KCD_SPNEGO_MECH_KRB5 for raw Kerberos, RFC 4121 4.1); UNKNOWN for
+ * SPNEGO, another mechanism, or a token that is not framed.
+ */
+kcd_spnego_mech_t kcd_spnego_this_mech(const unsigned char *in, size_t len);
+
 /* releases what an encoder returned; NULL is fine */
 void kcd_spnego_free(unsigned char *p);
 

@@ -109,6 +109,14 @@ my $r = $c->get('/', headers => [Authorization => "Negotiate $good"]);
 is($r->{status}, 200, 'a fresh Kerberos token: 200');
 is($r->header('X-User'), 'alice@KCD.TEST', 'as alice@KCD.TEST');
 
+# raw Kerberos (RFC 4121 framing, no SPNEGO) is accepted too (B5)
+my $raw = token('HTTP@proxy.kcd.test', '1.2.840.113554.1.2.2');
+ok($raw, 'raw Kerberos token');
+$c = KcdTest::Conn->new(port => port(8080));
+$r = $c->get('/', headers => [Authorization => "Negotiate $raw"]);
+is($r->{status}, 200, 'raw Kerberos token: 200');
+is($r->header('X-User'), 'alice@KCD.TEST', 'raw Kerberos: as alice@KCD.TEST');
+
 # clock skew: the token is three seconds old, the allowance one second
 my $old = token('HTTP@proxy.kcd.test');
 sleep 3;

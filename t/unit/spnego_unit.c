@@ -157,6 +157,16 @@ test_mit_tokens(void)
 
     ok(kcd_spnego_decode(buf, n, &tok) == KCD_SPNEGO_NOT_SPNEGO,
        "framed raw Kerberos is not SPNEGO");
+    ok(kcd_spnego_this_mech(buf, n) == KCD_SPNEGO_MECH_KRB5,
+       "thisMech of raw Kerberos is krb5");
+
+    n = unhex(mit_ntlm_init, buf, sizeof(buf));
+    ok(kcd_spnego_this_mech(buf, n) == KCD_SPNEGO_MECH_UNKNOWN
+       && kcd_spnego_this_mech((const unsigned char *) "NTLMSSP", 7)
+          == KCD_SPNEGO_MECH_UNKNOWN
+       && kcd_spnego_this_mech(buf, 1) == KCD_SPNEGO_MECH_UNKNOWN,
+       "thisMech of SPNEGO, NTLMSSP, a truncated header: not krb5");
+    n = unhex(raw_krb5, buf, sizeof(buf));
 
     ok(kcd_spnego_decode((const unsigned char *) "NTLMSSP\0\1\0\0\0", 12,
                          &tok) == KCD_SPNEGO_ERROR,
