@@ -293,8 +293,10 @@ ngx_http_kcd_spnego_select(ngx_http_request_t *r, ngx_http_kcd_ctx_t *ctx,
 
     ngx_memzero(pend, sizeof(ngx_http_kcd_ntlm_pending_t));
 
+    /* RFC 4178 5: a MIC when the client's first choice was not taken */
+
     pend->spnego = 1;
-    pend->spnego_mic = 1;
+    pend->spnego_mic = (tok->mech_types[0] != KCD_SPNEGO_MECH_NTLMSSP);
     pend->mech_types_len = ctx->spnego_mech_types_len;
     ngx_memcpy(pend->mech_types, ctx->spnego_mech_types,
                pend->mech_types_len);
