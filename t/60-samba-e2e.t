@@ -21,6 +21,7 @@ use Time::HiRes qw(time sleep);
 
 use KcdTest qw(port);
 use KcdNTLM qw(:all);
+use KcdSPNEGO qw(:all);
 use KcdSamba;
 use KcdApache;
 
@@ -94,6 +95,8 @@ my $loc = <<"EOF";
             proxy_pass http://apache;
 EOF
 
+(my $loc_neg = $loc) =~ s/kcd_auth ntlm basic;/kcd_auth negotiate ntlm;/;
+
 $t->write_config(<<"EOF", main => "env KRB5_CONFIG=$krb5;\nthread_pool default threads=4;");
     kcd_keytab $kt;
     kcd_service_principal $svc;
@@ -125,6 +128,13 @@ $loc
             kcd_channel_binding require;
             rewrite ^/cbt(/.*)\$ \$1 break;
 $loc
+        }
+
+        # NTLM inside SPNEGO, checked by the DC (B5)
+        location /spnego/ {
+            kcd_channel_binding require;
+            rewrite ^/spnego(/.*)\$ \$1 break;
+$loc_neg
         }
     }
 
@@ -344,6 +354,33 @@ EOF
     ok($t->wait_for_log(qr/NTLM logon failed.*"alice".*MIC invalid/, 3,
         undef, $mark), '... log: MIC invalid')
         or diag $t->error_log(since => $mark);
+
+    # NTLM inside SPNEGO (Windows shape): mechListMIC with the DC's key
+    my $info;
+    ($r1, $r2, $info) = spnego_ntlm_login($tls->(), '/spnego/echo', %who);
+    is($r2 && $r2->{status}, 200,
+        'SPNEGO NTLM via winbind, mechListMIC with the DC key: 200');
+    is($r2 && $r2->header('X-Remote-User'), "alice\@$realm",
+        '... delegated: backend saw alice');
+    is(unpack('H*', ($info->{final} && $info->{final}{mic}) // ''),
+        unpack('H*', $info->{expected_server_mic}),
+        '... final negTokenResp carries the server mechListMIC');
+
+    $mark = $t->log_mark;
+    ($r1, $r2) = spnego_ntlm_login($tls->(), '/spnego/echo', %who,
+        mic => 'bad');
+    is($r2 && $r2->{status}, 401, 'SPNEGO via winbind, wrong mechListMIC: 401');
+    ok($t->wait_for_log(qr/NTLM logon failed.*mechListMIC invalid/, 3,
+        undef, $mark), '... log: mechListMIC invalid')
+        or diag $t->error_log(since => $mark);
+
+    # a UPN: the DC decides (B5 Names)
+    ($r1, $r2) = ntlm_login($tls->(), '/cbt/echo', %who,
+        user => 'alice@' . lc($realm), domain => '');
+    is($r2 && $r2->{status}, 200, 'UPN alice@' . lc($realm)
+        . ' via winbind: 200');
+    is($r2 && $r2->header('X-Remote-User'), "alice\@$realm",
+        '... delegated as alice@' . $realm);
 
     $mark = $t->log_mark;
     ($r1, $r2) = ntlm_login($tls->(), '/cbt/echo', %who,
