@@ -29,6 +29,7 @@
  * as a SEQUENCE OF OBJECT IDENTIFIER.
  */
 
+#include <pthread.h>
 #include <string.h>
 
 #include <openssl/asn1.h>
@@ -216,21 +217,43 @@ kcd_spnego_mech_name(kcd_spnego_mech_t mech)
 }
 
 
+/* the OIDs as OpenSSL objects, made once (OBJ_txt2obj costs ~1 us) */
+
+static ASN1_OBJECT     *kcd_spnego_objs[KCD_NMECHS + 1];
+static pthread_once_t   kcd_spnego_once = PTHREAD_ONCE_INIT;
+
+
+static void
+kcd_spnego_objs_init(void)
+{
+    size_t  i;
+
+    for (i = 0; i < KCD_NMECHS; i++) {
+        kcd_spnego_objs[i] = OBJ_txt2obj(kcd_spnego_mechs[i].oid, 1);
+    }
+
+    kcd_spnego_objs[KCD_NMECHS] = OBJ_txt2obj(KCD_SPNEGO_OID, 1);
+}
+
+
 static int
 kcd_spnego_oid_is(const ASN1_OBJECT *obj, const char *oid)
 {
-    int           rc;
+    size_t        i;
     ASN1_OBJECT  *want;
 
-    want = OBJ_txt2obj(oid, 1);
-    if (want == NULL) {
-        return 0;
+    (void) pthread_once(&kcd_spnego_once, kcd_spnego_objs_init);
+
+    want = kcd_spnego_objs[KCD_NMECHS];
+
+    for (i = 0; i < KCD_NMECHS; i++) {
+        if (strcmp(oid, kcd_spnego_mechs[i].oid) == 0) {
+            want = kcd_spnego_objs[i];
+            break;
+        }
     }
 
-    rc = (OBJ_cmp(obj, want) == 0);
-    ASN1_OBJECT_free(want);
-
-    return rc;
+    return want != NULL && OBJ_cmp(obj, want) == 0;
 }
 
 
@@ -239,8 +262,12 @@ kcd_spnego_mech_of(const ASN1_OBJECT *obj)
 {
     size_t  i;
 
+    (void) pthread_once(&kcd_spnego_once, kcd_spnego_objs_init);
+
     for (i = 0; i < KCD_NMECHS; i++) {
-        if (kcd_spnego_oid_is(obj, kcd_spnego_mechs[i].oid)) {
+        if (kcd_spnego_objs[i] != NULL
+            && OBJ_cmp(obj, kcd_spnego_objs[i]) == 0)
+        {
             return kcd_spnego_mechs[i].mech;
         }
     }
