@@ -24,7 +24,7 @@ typedef struct {
 
 /*
  * kcd_names_init: creates the C.UTF-8 case-mapping locale (idempotent,
- * thread-safe).  0, or -1 when the C libary has no C.UTF-8 locale: then
+ * thread-safe).  0, or -1 when the C library has no C.UTF-8 locale: then
  * every function below maps ASCII only.  Call it in the master at
  * configuration time so that the error can be logged.
  */
