@@ -39,7 +39,8 @@ my $t0 = time;
 my $realm = KcdRealm->start(dir => $dir);
 ok($realm, 'realm started');
 my $startup = time - $t0;
-cmp_ok($startup, '<', 2, sprintf('realm up in %.3f s', $startup));
+# a time, not a test: the machine may be loaded (speed lives in bench/)
+diag(sprintf('realm up in %.3f s', $startup));
 
 my $be = KcdApache->start(dir => $dir, realm => $realm);
 ok($be, 'apache backend started');

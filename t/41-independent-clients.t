@@ -43,7 +43,7 @@ my $GSSNTLM = '/usr/lib/x86_64-linux-gnu/gssntlmssp/gssntlmssp.so';
 my $t = KcdTest->new->skip_unless_module;
 my $b = KcdBackend->start(port => port(9000), dir => $t->testdir);
 
-$SIG{ALRM} = sub { die "45-independent-clients.t: timeout\n" };
+$SIG{ALRM} = sub { die "41-independent-clients.t: timeout\n" };
 $SIG{PIPE} = 'IGNORE';
 alarm 400;
 
