@@ -15,6 +15,7 @@
 #include "ngx_http_kcd_ntlm.h"
 #include "ngx_http_kcd_gss.h"
 #include "ngx_http_kcd_winbind.h"
+#include "ngx_http_kcd_spnego.h"
 
 
 #define NGX_HTTP_KCD_NTLM          0x01
@@ -426,16 +427,21 @@ ngx_int_t ngx_http_kcd_ntlm_handle(ngx_http_request_t *r,
 ngx_int_t ngx_http_kcd_basic(ngx_http_request_t *r,
     ngx_http_kcd_loc_conf_t *klcf, ngx_http_kcd_ctx_t *ctx, ngx_str_t *tok);
 
-/* ngx_http_kcd_negotiate.c */
-ngx_int_t ngx_http_kcd_negotiate(ngx_http_request_t *r,
-    ngx_http_kcd_loc_conf_t *klcf, ngx_http_kcd_ctx_t *ctx, u_char *token,
-    size_t len);
+/* ngx_http_kcd_spnego_ntlm.c: the NTLM legs inside SPNEGO */
 ngx_int_t ngx_http_kcd_spnego_challenge(ngx_http_request_t *r,
     ngx_http_kcd_ctx_t *ctx, ngx_http_kcd_ntlm_pending_t *pend,
     u_char *type2, size_t len);
 ngx_int_t ngx_http_kcd_spnego_complete(ngx_http_request_t *r,
     ngx_http_kcd_ctx_t *ctx, ngx_http_kcd_ntlm_pending_t *pend,
     const u_char *session_key, const char **reason);
+ngx_int_t ngx_http_kcd_spnego_value(ngx_http_request_t *r, int neg_state,
+    kcd_spnego_mech_t mech, const u_char *token, size_t len,
+    const u_char *mic, size_t mic_len, ngx_str_t *value);
+
+/* ngx_http_kcd_negotiate.c */
+ngx_int_t ngx_http_kcd_negotiate(ngx_http_request_t *r,
+    ngx_http_kcd_loc_conf_t *klcf, ngx_http_kcd_ctx_t *ctx, u_char *token,
+    size_t len);
 
 /* ngx_http_kcd_delegate.c */
 ngx_int_t ngx_http_kcd_delegate(ngx_http_request_t *r,
