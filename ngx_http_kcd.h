@@ -178,6 +178,7 @@ typedef struct {
     ngx_str_t                  map_domain;   /* input of the realm mapping */
     ngx_str_t                  realm;        /* its output; empty: none */
     ngx_uint_t                 channel_binding;  /* strongest policy met */
+    void                      *lockout;      /* kcd_lockout zone, or NULL */
 
     /* the groups of the logon (B20): names and SIDs, each NUL-terminated */
     ngx_str_t                  groups;

@@ -138,6 +138,7 @@ ngx_http_kcd_identity_create(ngx_http_request_t *r, ngx_uint_t scheme,
                                                            : NULL;
     id->server = ngx_http_get_module_srv_conf(r, ngx_http_kcd_module);
     id->channel_binding = cb_met;
+    id->lockout = ngx_http_kcd_lockout_scope(r);
 
     /* $kcd_user: DOMAIN\user for NTLM, user for Basic */
 
@@ -219,6 +220,7 @@ ngx_http_kcd_identity_kerberos(ngx_http_request_t *r, ngx_uint_t scheme,
     id->backend = backend;
     id->server = ngx_http_get_module_srv_conf(r, ngx_http_kcd_module);
     id->channel_binding = KCD_NTLM_CB_REQUIRE;   /* NTLM only */
+    id->lockout = ngx_http_kcd_lockout_scope(r);
 
     id->principal.data = p;
     id->principal.len = principal->len;
@@ -260,6 +262,7 @@ ngx_uint_t
 ngx_http_kcd_identity_holds(ngx_http_request_t *r,
     ngx_http_kcd_identity_t *id, const char **why)
 {
+    void                      *lockout;
     ngx_str_t                  realm;
     ngx_http_kcd_loc_conf_t   *klcf;
     ngx_http_kcd_main_conf_t  *kmcf;
@@ -339,6 +342,14 @@ ngx_http_kcd_identity_holds(ngx_http_request_t *r,
         && klcf->channel_binding > id->channel_binding)
     {
         *why = "channel binding policy stricter than the one it met";
+        return 0;
+    }
+
+    lockout = ngx_http_kcd_lockout_scope(r);
+
+    if (lockout && lockout != id->lockout) {
+        /* B19: a logon that was not counted here does not open it */
+        *why = "checked without this location's kcd_lockout";
         return 0;
     }
 
@@ -631,7 +642,8 @@ ngx_http_kcd_ntlm_pending_free(ngx_http_kcd_ntlm_pending_t *p)
 /*
  * Variables (SPEC "Variables"): the request's identity only, i.e. empty
  * wherever none was established or carried for this request (B14).  A
- * subrequest shares the main request's pool and reads its record.
+ * subrequest shares the main request's pool and reads its record, where
+ * the identity holds in the subrequest's location.
  */
 
 static ngx_int_t
@@ -639,11 +651,17 @@ ngx_http_kcd_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
     uintptr_t data)
 {
     ngx_str_t                 s;
+    const char               *why;
     ngx_http_kcd_request_t   *rq;
     ngx_http_kcd_identity_t  *id;
 
     rq = ngx_http_kcd_request(r, 0);
     id = rq ? rq->identity : NULL;
+
+    if (id && r != r->main && !ngx_http_kcd_identity_holds(r, id, &why)) {
+        /* a subrequest reads the identity only where it holds (B14) */
+        id = NULL;
+    }
 
     ngx_str_null(&s);
 

@@ -567,6 +567,22 @@ ngx_http_kcd_lo_account_key(ngx_http_request_t *r, ngx_str_t *user,
 }
 
 
+/*
+ * The lockout zone that applies to r's location (NULL: none); B14 counts
+ * it among the checks an identity was accepted under.
+ */
+
+void *
+ngx_http_kcd_lockout_scope(ngx_http_request_t *r)
+{
+    ngx_http_kcd_lo_loc_conf_t  *llcf;
+
+    llcf = ngx_http_get_module_loc_conf(r, ngx_http_kcd_lockout_module);
+
+    return llcf ? llcf->zone : NULL;
+}
+
+
 static ngx_http_kcd_lo_zone_t *
 ngx_http_kcd_lo_zone(ngx_http_request_t *r)
 {

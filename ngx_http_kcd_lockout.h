@@ -102,8 +102,9 @@ u_char *ngx_http_kcd_lower(u_char *dst, u_char *last, u_char *src,
  * logon, each NUL-terminated (len 0: none known).  NGX_OK: admitted (or no
  * kcd_require here); NGX_HTTP_FORBIDDEN: refused, logged at info, counted.
  */
-ngx_int_t ngx_http_kcd_require_check(ngx_http_request_t *r, ngx_str_t *user,
-    ngx_str_t *principal, ngx_str_t *groups);
+void *ngx_http_kcd_lockout_scope(ngx_http_request_t *r);
+ngx_int_t ngx_http_kcd_require_check(ngx_http_request_t *r,
+    ngx_http_kcd_identity_t *id);
 
 /* B20 for the request's identity (access handler, after the logon) */
 ngx_int_t ngx_http_kcd_require(ngx_http_request_t *r);

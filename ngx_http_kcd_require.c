@@ -155,14 +155,16 @@ ngx_http_kcd_require_split(ngx_str_t *s, ngx_str_t *domain, ngx_str_t *name,
 
 static ngx_uint_t
 ngx_http_kcd_require_user(ngx_http_request_t *r, ngx_http_kcd_rule_t *rule,
-    ngx_str_t *principal)
+    ngx_http_kcd_identity_t *id)
 {
+    ngx_str_t                *principal;
     u_char                   *at;
     ngx_str_t                 realm, uname, urealm;
     ngx_http_kcd_loc_conf_t  *klcf;
 
     /* the account as the logon resolved it: name@REALM */
 
+    principal = &id->principal;
     at = NULL;
 
     for (at = principal->data + principal->len; at > principal->data; at--) {
@@ -195,7 +197,20 @@ ngx_http_kcd_require_user(ngx_http_request_t *r, ngx_http_kcd_rule_t *rule,
         return 1;
     }
 
-    /* DOMAIN\name: the realm the module maps that domain to */
+    /*
+     * DOMAIN\name: an account checked by its domain (user file, winbind)
+     * is that domain's account only — two domains mapped to one realm
+     * (kcd_realm for domains not in kcd_domain_map) are still two
+     */
+
+    if (id->backend == NGX_HTTP_KCD_BACKEND_FILE
+        || id->backend == NGX_HTTP_KCD_BACKEND_WINBIND)
+    {
+        return ngx_http_kcd_require_eq(&id->domain, rule->domain.data,
+                                       rule->domain.len);
+    }
+
+    /* Kerberos: the realm the module maps that domain to */
 
     klcf = ngx_http_get_module_loc_conf(r, ngx_http_kcd_module);
 
@@ -290,9 +305,9 @@ ngx_http_kcd_require_wants_groups(ngx_http_request_t *r)
 
 
 ngx_int_t
-ngx_http_kcd_require_check(ngx_http_request_t *r, ngx_str_t *user,
-    ngx_str_t *principal, ngx_str_t *groups)
+ngx_http_kcd_require_check(ngx_http_request_t *r, ngx_http_kcd_identity_t *id)
 {
+    ngx_str_t                        *user, *principal, *groups;
     u_char                           *p, *last, *e;
     ngx_str_t                         g;
     ngx_uint_t                        i, ng;
@@ -304,6 +319,10 @@ ngx_http_kcd_require_check(ngx_http_request_t *r, ngx_str_t *user,
     if (rlcf == NULL || rlcf->rules == NULL) {
         return NGX_OK;
     }
+
+    user = &id->user;
+    principal = &id->principal;
+    groups = &id->groups;
 
     rule = rlcf->rules->elts;
     ng = 0;
@@ -317,7 +336,7 @@ ngx_http_kcd_require_check(ngx_http_request_t *r, ngx_str_t *user,
     for (i = 0; i < rlcf->rules->nelts; i++) {
 
         if (rule[i].type == NGX_HTTP_KCD_RULE_USER) {
-            if (ngx_http_kcd_require_user(r, &rule[i], principal)) {
+            if (ngx_http_kcd_require_user(r, &rule[i], id)) {
                 return NGX_OK;
             }
 
@@ -375,9 +394,7 @@ ngx_http_kcd_require(ngx_http_request_t *r)
         return NGX_HTTP_FORBIDDEN;
     }
 
-    return ngx_http_kcd_require_check(r, &rq->identity->user,
-                                      &rq->identity->principal,
-                                      &rq->identity->groups);
+    return ngx_http_kcd_require_check(r, rq->identity);
 }
 
 
