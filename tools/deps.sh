@@ -27,7 +27,7 @@ for p in $PKGS; do
     fi
 done
 
-# Node for the npm NTLM client of t/45 (any nodejs that brings npm will do)
+# Node for the npm NTLM client of t/41 (any nodejs that brings npm will do)
 if ! command -v npm >/dev/null 2>&1; then
     missing="$missing nodejs npm"
 fi
