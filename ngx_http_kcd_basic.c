@@ -20,6 +20,7 @@ static ngx_int_t ngx_http_kcd_basic_file(ngx_http_request_t *r,
     ngx_http_kcd_loc_conf_t *klcf, ngx_http_kcd_ctx_t *ctx);
 static ngx_int_t ngx_http_kcd_basic_done(ngx_http_request_t *r,
     ngx_http_kcd_task_t *t);
+static ngx_uint_t ngx_http_kcd_basic_kdc_name(ngx_str_t *user);
 
 
 /*
@@ -34,7 +35,7 @@ ngx_http_kcd_basic(ngx_http_request_t *r, ngx_http_kcd_loc_conf_t *klcf,
 {
     u_char                    *p, *colon, *sep;
     ngx_int_t                  rc;
-    ngx_str_t                  dec, user, domain, pass;
+    ngx_str_t                  dec, user, domain, pass, realm, principal;
     ngx_http_kcd_task_t       *t;
     ngx_http_kcd_main_conf_t  *kmcf;
 
@@ -109,6 +110,20 @@ ngx_http_kcd_basic(ngx_http_request_t *r, ngx_http_kcd_loc_conf_t *klcf,
     ctx->basic_domain = domain;
     ctx->basic_password = pass;
 
+    kmcf = ngx_http_get_module_main_conf(r, ngx_http_kcd_module);
+
+    if (klcf->user_file == NULL && !klcf->winbind && kmcf->keytab.len
+        && !ngx_http_kcd_basic_kdc_name(&user))
+    {
+        /* B6, B19: the KDC would see another name than the one counted */
+        kcd_ntlm_wipe(pass.data, pass.len);
+        return ngx_http_kcd_logon_failed(r, NGX_HTTP_KCD_BASIC, &user,
+                                         &domain, NULL,
+                                         "user name with a character "
+                                         "Kerberos would unescape or split "
+                                         "on (\\, /, a second @)");
+    }
+
     /* B19: refused like a wrong password, before any backend is asked */
 
     if (ngx_http_kcd_lockout_check(r, &user, &domain) != NGX_OK) {
@@ -126,8 +141,6 @@ ngx_http_kcd_basic(ngx_http_request_t *r, ngx_http_kcd_loc_conf_t *klcf,
         }
     }
 
-    kmcf = ngx_http_get_module_main_conf(r, ngx_http_kcd_module);
-
     if (klcf->winbind) {
         t = ngx_http_kcd_task_alloc(r, NGX_HTTP_KCD_TASK_WB_PLAIN);
         if (t == NULL) {
@@ -144,8 +157,37 @@ ngx_http_kcd_basic(ngx_http_request_t *r, ngx_http_kcd_loc_conf_t *klcf,
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        /* the principal as typed; the KDC answers with the canonical one */
-        t->principal = ngx_http_kcd_cstr(r->pool, &user);
+        /*
+         * the principal as typed, in kcd_realm unless it names a realm:
+         * the name kcd_lockout counts (B19); the KDC answers with the
+         * canonical one
+         */
+        ngx_str_null(&realm);
+
+        if (ngx_strlchr(user.data, user.data + user.len, '@') == NULL
+            && ngx_http_kcd_realm(r, klcf, &realm, &realm) != NGX_OK)
+        {
+            kcd_ntlm_wipe(pass.data, pass.len);
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        principal.len = user.len + 1 + realm.len;
+        principal.data = ngx_pnalloc(r->pool, principal.len);
+        if (principal.data == NULL) {
+            kcd_ntlm_wipe(pass.data, pass.len);
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        p = ngx_cpymem(principal.data, user.data, user.len);
+
+        if (realm.len) {
+            *p++ = '@';
+            p = ngx_cpymem(p, realm.data, realm.len);
+        }
+
+        principal.len = p - principal.data;
+
+        t->principal = ngx_http_kcd_cstr(r->pool, &principal);
         t->password = ngx_http_kcd_cstr(r->pool, &pass);
 
     } else {
@@ -167,6 +209,48 @@ ngx_http_kcd_basic(ngx_http_request_t *r, ngx_http_kcd_loc_conf_t *klcf,
     }
 
     return ngx_http_kcd_task_post(r, t, ngx_http_kcd_basic_done);
+}
+
+
+/*
+ * A Basic user name the KDC checks (AS exchange) is sent as it is to
+ * krb5_parse_name(), which unescapes "\\", splits components on "/" and
+ * the realm on "@": "al\\ice" would be alice to the KDC and another
+ * account to kcd_lockout.  1 when the name is the principal it reads as:
+ * no backslash, no slash, no NUL, at most one "@" with a name before it
+ * and a realm after it; 0 otherwise (the logon is refused, logged).
+ */
+
+static ngx_uint_t
+ngx_http_kcd_basic_kdc_name(ngx_str_t *user)
+{
+    u_char      *p, *at;
+
+    at = NULL;
+
+    for (p = user->data; p < user->data + user->len; p++) {
+
+        switch (*p) {
+
+        case '\\':
+        case '/':
+        case '\0':
+            return 0;
+
+        case '@':
+            if (at) {
+                return 0;
+            }
+
+            at = p;
+        }
+    }
+
+    if (at && (at == user->data || at == user->data + user->len - 1)) {
+        return 0;
+    }
+
+    return 1;
 }
 
 

@@ -10,8 +10,10 @@
  * on a hash of their key plus LRU queues, as ngx_http_limit_req_module and
  * kcd_ticket_cache do.  Two kinds of node:
  *
- * - an account, keyed by its canonical principal folded to lower case
- *   ("ALICE", "KCD\alice" and "alice@kcd.test" are one account): failed
+ * - an account, keyed by the principal of the account the location's
+ *   backend will check, folded with kcd_names_fold() ("ALICE", "KCD\alice",
+ *   "alice@kcd.test" and "al\xc4\xb1ce" are one account; see
+ *   ngx_http_kcd_lo_logon_key()): failed
  *   password checks counted apart for familiar and unfamiliar client
  *   addresses, each class with its own window and lock, and the last
  *   `familiar` addresses the account logged on from;
@@ -34,12 +36,9 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include <locale.h>
-#include <wchar.h>
-#include <wctype.h>
-
 #include "ngx_http_kcd.h"
 #include "ngx_http_kcd_lockout.h"
+#include "ngx_http_kcd_names.h"
 
 
 #define NGX_HTTP_KCD_LO_ACCOUNT      1
@@ -438,132 +437,173 @@ ngx_http_kcd_lo_addr_key(ngx_http_request_t *r, u_char *key)
 
 
 /*
- * "u" + the canonical principal in lower case: user@REALM as the identity
- * gets it (DOMAIN through kcd_domain_map, else kcd_realm, else the default
- * realm), a UPN as it is, so every accepted spelling of one account gives
- * one key.  principal: a logon's canonical principal instead of the two.
- */
-
-/*
- * Lower case with Unicode simple case mapping (glibc's towlower() in the
- * C.UTF-8 locale), so that "JÜRGEN" and "jürgen" are one account, as
- * Windows compares names.  ASCII, the usual case, takes ngx_strlow().
- * The end of what was written, or NULL when it does not fit in last.
+ * Names folded as the user file compares them (kcd_names_fold(): the lower
+ * case of the Unicode upper case), so that every spelling of one account
+ * gives one key and one rule: "JÜRGEN" and "jürgen", "ALICE" and
+ * "al\xc4\xb1ce" (dotless i).  The end of what was written, or NULL when it
+ * does not fit before last.
  */
 
 u_char *
 ngx_http_kcd_lower(u_char *dst, u_char *last, u_char *src, size_t len)
 {
-    size_t      i, n;
-    wchar_t     wc;
-    locale_t    old;
-    mbstate_t   in, out;
+    size_t  n;
 
-    static locale_t    utf8;
-    static ngx_uint_t  tried;
-
-    for (i = 0; i < len && src[i] < 0x80; i++) { /* void */ }
-
-    if (i == len || !tried) {
-        if (!tried) {
-            tried = 1;
-            utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t) 0);
-        }
-
-        if (i == len || utf8 == (locale_t) 0) {
-            if ((size_t) (last - dst) < len) {
-                return NULL;
-            }
-
-            ngx_strlow(dst, src, len);
-            return dst + len;
-        }
+    if (dst > last) {
+        return NULL;
     }
 
-    old = uselocale(utf8);
-    ngx_memzero(&in, sizeof(mbstate_t));
-    ngx_memzero(&out, sizeof(mbstate_t));
+    n = kcd_names_fold((char *) dst, last - dst, (char *) src, len);
 
-    for (i = 0; i < len; i += n) {
-        n = mbrtowc(&wc, (char *) src + i, len - i, &in);
-
-        if (n == 0 || n > len - i) {
-            /* not UTF-8: the byte as it is */
-            ngx_memzero(&in, sizeof(mbstate_t));
-            wc = (wchar_t) -1;
-            n = 1;
-        }
-
-        if ((size_t) (last - dst) < MB_LEN_MAX) {
-            dst = NULL;
-            break;
-        }
-
-        if (wc == (wchar_t) -1) {
-            *dst++ = ngx_tolower(src[i]);
-            continue;
-        }
-
-        dst += wcrtomb((char *) dst, towlower(wc), &out);
-    }
-
-    (void) uselocale(old);
-
-    return dst;
+    return (n == (size_t) -1) ? NULL : dst + n;
 }
 
+
+/* "u" + name@realm folded (name alone when realm is empty); 0: too long */
+
+static size_t
+ngx_http_kcd_lo_key(u_char *key, ngx_str_t *name, ngx_str_t *realm)
+{
+    u_char  *p, *last;
+
+    key[0] = 'u';
+    last = key + NGX_HTTP_KCD_LO_KEY_MAX;
+
+    p = ngx_http_kcd_lower(key + 1, last, name->data, name->len);
+
+    if (p != NULL && realm->len) {
+        if (p == last) {
+            return 0;
+        }
+
+        *p++ = '@';
+        p = ngx_http_kcd_lower(p, last, realm->data, realm->len);
+    }
+
+    return (p == NULL || name->len == 0) ? 0 : (size_t) (p - key);
+}
+
+
+/*
+ * "u" + a principal, folded: user@REALM as the identity gets it (DOMAIN
+ * through kcd_domain_map, else kcd_realm, else the default realm), a UPN
+ * as it is.  principal: a logon's canonical principal instead of the two.
+ * 0 when no key can be formed.
+ */
 
 static size_t
 ngx_http_kcd_lo_account_key(ngx_http_request_t *r, ngx_str_t *user,
     ngx_str_t *domain, ngx_str_t *principal, u_char *key)
 {
-    u_char                   *p, *last;
     ngx_str_t                 realm, none;
     ngx_http_kcd_loc_conf_t  *klcf;
 
-    key[0] = 'u';
-    last = key + NGX_HTTP_KCD_LO_KEY_MAX;
+    ngx_str_null(&none);
 
     if (principal) {
-        p = ngx_http_kcd_lower(key + 1, last, principal->data,
-                                  principal->len);
-
-        return (p == NULL || principal->len == 0) ? 0 : (size_t) (p - key);
-    }
-
-    if (user->len == 0) {
-        return 0;
+        return ngx_http_kcd_lo_key(key, principal, &none);
     }
 
     if (ngx_strlchr(user->data, user->data + user->len, '@')) {
         /* alice@kcd.test: a UPN, whatever the domain field says */
-        p = ngx_http_kcd_lower(key + 1, last, user->data, user->len);
-        return (p == NULL) ? 0 : (size_t) (p - key);
+        return ngx_http_kcd_lo_key(key, user, &none);
     }
 
     klcf = ngx_http_get_module_loc_conf(r, ngx_http_kcd_module);
-    ngx_str_null(&none);
 
     if (ngx_http_kcd_realm(r, klcf, domain ? domain : &none, &realm)
-        != NGX_OK
-        || realm.len > NGX_HTTP_KCD_NAME_MAX)
+        != NGX_OK)
     {
         return 0;
     }
 
-    p = ngx_http_kcd_lower(key + 1, last - 1 - realm.len, user->data,
-                              user->len);
-    if (p == NULL) {
+    return ngx_http_kcd_lo_key(key, user, &realm);
+}
+
+
+/*
+ * The account of a logon before (and after) its password is checked, as
+ * the backend of this location will check it, never the client's
+ * spelling where the backend decides otherwise (B19 "its canonical
+ * principal, whatever spelling the client used"):
+ *
+ * - the user file: the line ngx_http_kcd_user_file_find() finds for the
+ *   names (Unicode upper-case comparison), and its principal as the
+ *   identity gets it (a line without a domain logs on in the server's
+ *   own domain, kcd_realm); a name with no line is unknown (0: counted at
+ *   the address only) unless winbind checks it next;
+ * - winbind: the names as sent, DOMAIN through the realm mapping;
+ * - Basic by the KDC: the very name the AS exchange sends: the user part
+ *   (the domain field is not sent), in kcd_realm (else krb5.conf's
+ *   default realm) unless it names a realm (ngx_http_kcd_basic()).
+ *   Names krb5_parse_name() would unescape or split are refused before
+ *   (ngx_http_kcd_basic_kdc_name()), so this string is the principal.
+ *
+ * The key ("u" + folded principal) is written to key; its length, 0 when
+ * the name is no account of the backend's.
+ */
+
+static size_t
+ngx_http_kcd_lo_logon_key(ngx_http_request_t *r, ngx_str_t *user,
+    ngx_str_t *domain, u_char *key)
+{
+    ngx_str_t                  luser, ldomain, none, realm;
+    ngx_http_kcd_account_t    *acc;
+    ngx_http_kcd_loc_conf_t   *klcf;
+
+    if (user == NULL || user->len == 0) {
         return 0;
     }
 
-    if (realm.len) {
-        *p++ = '@';
-        ngx_strlow(p, realm.data, realm.len);
-        p += realm.len;
+    ngx_str_null(&none);
+
+    if (domain == NULL) {
+        domain = &none;
     }
 
-    return p - key;
+    klcf = ngx_http_get_module_loc_conf(r, ngx_http_kcd_module);
+
+    if (klcf->user_file) {
+        ngx_http_kcd_logon_name(r, user, domain, &luser, &ldomain);
+
+        acc = ngx_http_kcd_user_file_find(klcf->user_file, &luser,
+                                          &ldomain);
+
+        if (acc) {
+            /*
+             * the principal ngx_http_kcd_identity_create() forms for the
+             * line: its user @ the realm of its own domain (map_domain),
+             * kcd_realm for a line without one
+             */
+
+            if (ngx_http_kcd_realm(r, klcf, &acc->domain, &realm) != NGX_OK)
+            {
+                return 0;
+            }
+
+            return ngx_http_kcd_lo_key(key, &acc->user, &realm);
+        }
+
+        if (!klcf->winbind) {
+            return 0;
+        }
+    }
+
+    if (klcf->winbind) {
+        return ngx_http_kcd_lo_account_key(r, user, domain, NULL, key);
+    }
+
+    /* Basic by the KDC: the principal ngx_http_kcd_basic() sends */
+
+    if (ngx_strlchr(user->data, user->data + user->len, '@')) {
+        return ngx_http_kcd_lo_key(key, user, &none);
+    }
+
+    if (ngx_http_kcd_realm(r, klcf, &none, &realm) != NGX_OK) {
+        return 0;
+    }
+
+    return ngx_http_kcd_lo_key(key, user, &realm);
 }
 
 
@@ -727,7 +767,7 @@ ngx_http_kcd_lockout_check(ngx_http_request_t *r, ngx_str_t *user,
     }
 
     (void) ngx_http_kcd_lo_addr_key(r, akey);
-    ulen = ngx_http_kcd_lo_account_key(r, user, domain, NULL, ukey);
+    ulen = ngx_http_kcd_lo_logon_key(r, user, domain, ukey);
 
     now = ngx_time();
     cls = NGX_HTTP_KCD_LO_UNFAMILIAR;
@@ -892,7 +932,7 @@ ngx_http_kcd_lockout_failed(ngx_http_request_t *r, ngx_str_t *user,
     ngx_str_t *domain, ngx_uint_t why)
 {
     u_char                   akey[17], ukey[NGX_HTTP_KCD_LO_KEY_MAX];
-    u_char                   tbuf[32], *te;
+    u_char                   tbuf[32], *te, *p;
     size_t                   ulen;
     time_t                   now;
     uint32_t                 h, *hashes;
@@ -907,14 +947,14 @@ ngx_http_kcd_lockout_failed(ngx_http_request_t *r, ngx_str_t *user,
     }
 
     (void) ngx_http_kcd_lo_addr_key(r, akey);
-    ulen = ngx_http_kcd_lo_account_key(r, user, domain, NULL, ukey);
+    ulen = ngx_http_kcd_lo_logon_key(r, user, domain, ukey);
 
     if (ulen == 0) {
-        /* a name no principal can be formed of: count it at the address */
-        ukey[0] = 'u';
-        ulen = ngx_min(user->len, sizeof(ukey) - 1);
-        ngx_strlow(ukey + 1, user->data, ulen);
-        ulen++;
+        /* a name the backend does not know: count it at the address */
+        ukey[0] = 'n';
+        p = ngx_http_kcd_lower(ukey + 1, ukey + NGX_HTTP_KCD_LO_KEY_MAX,
+                               user->data, user->len);
+        ulen = (p == NULL) ? 1 : (size_t) (p - ukey);
         why = NGX_HTTP_KCD_LOCKOUT_UNKNOWN_USER;
     }
 

@@ -89,9 +89,11 @@ u_char *ngx_http_kcd_lockout_status(ngx_http_request_t *r, u_char *p,
 
 
 /*
- * Names in lower case with Unicode simple case mapping (glibc, C.UTF-8):
- * "JÜRGEN" -> "jürgen".  Writes to dst, returns the end, NULL when it does
- * not fit before last.  Bytes that are not UTF-8 are kept (ASCII lowered).
+ * Names folded as the user file compares them (kcd_names_fold(): the lower
+ * case of the Unicode upper case): "JÜRGEN" -> "jürgen", "al\xc4\xb1ce"
+ * (dotless i) -> "alice".  Writes to dst, returns the end, NULL when it
+ * does not fit before last.  Bytes that are not UTF-8 are kept (ASCII
+ * lowered).
  */
 u_char *ngx_http_kcd_lower(u_char *dst, u_char *last, u_char *src,
     size_t len);

@@ -149,6 +149,90 @@ kcd_names_equal(const char *a, size_t alen, const char *b, size_t blen)
 }
 
 
+/* code point c as UTF-8 at dst (room for 4 bytes); the length */
+static size_t
+kcd_names_utf8_put(unsigned char *dst, uint32_t c)
+{
+    if (c < 0x80) {
+        dst[0] = (unsigned char) c;
+        return 1;
+    }
+
+    if (c < 0x800) {
+        dst[0] = (unsigned char) (0xc0 | c >> 6);
+        dst[1] = (unsigned char) (0x80 | (c & 0x3f));
+        return 2;
+    }
+
+    if (c < 0x10000) {
+        dst[0] = (unsigned char) (0xe0 | c >> 12);
+        dst[1] = (unsigned char) (0x80 | (c >> 6 & 0x3f));
+        dst[2] = (unsigned char) (0x80 | (c & 0x3f));
+        return 3;
+    }
+
+    dst[0] = (unsigned char) (0xf0 | c >> 18);
+    dst[1] = (unsigned char) (0x80 | (c >> 12 & 0x3f));
+    dst[2] = (unsigned char) (0x80 | (c >> 6 & 0x3f));
+    dst[3] = (unsigned char) (0x80 | (c & 0x3f));
+    return 4;
+}
+
+
+size_t
+kcd_names_fold(char *dst, size_t dstlen, const char *src, size_t len)
+{
+    long                  c;
+    size_t                i, n, at;
+    uint32_t              u;
+    wint_t                l;
+    unsigned char        *d;
+    const unsigned char  *s;
+
+    d = (unsigned char *) dst;
+    s = (const unsigned char *) src;
+    n = 0;
+    i = 0;
+
+    while (i < len) {
+
+        if (dstlen - n < 4) {
+            return (size_t) -1;
+        }
+
+        at = i;
+        c = kcd_names_utf8_next(s, len, &i);
+
+        if (c < 0) {
+            /* not UTF-8: the byte as it is */
+            i = at + 1;
+            d[n++] = (s[at] >= 'A' && s[at] <= 'Z') ? s[at] + 0x20 : s[at];
+            continue;
+        }
+
+        /* the upper case the user file compares, then its lower case */
+
+        u = kcd_names_upper((uint32_t) c);
+
+        if (u < 0x80) {
+            d[n++] = (unsigned char) ((u >= 'A' && u <= 'Z') ? u + 0x20 : u);
+            continue;
+        }
+
+        l = (kcd_names_init() == 0) ? towlower_l((wint_t) u, kcd_names_locale)
+                                    : (wint_t) u;
+
+        if (l > 0x10ffff || (l >= 0xd800 && l <= 0xdfff)) {
+            l = (wint_t) u;
+        }
+
+        n += kcd_names_utf8_put(d + n, (uint32_t) l);
+    }
+
+    return n;
+}
+
+
 static int
 kcd_names_is_local(const kcd_names_str_t *d, const kcd_names_str_t *netbios,
     const kcd_names_str_t *aliases, size_t naliases)

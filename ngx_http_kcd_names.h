@@ -48,6 +48,20 @@ uint32_t kcd_names_upper(uint32_t c);
 int kcd_names_equal(const char *a, size_t alen, const char *b, size_t blen);
 
 /*
+ * kcd_names_fold: a name (UTF-8) as a key, for counts and rules that must
+ * treat every spelling kcd_names_equal() accepts as one (B19, B20): each
+ * code point becomes the lower case of its upper case (the same
+ * kcd_names_upper() mapping, then towlower_l), so "JÜRGEN" and "jürgen"
+ * give "jürgen", and "al\u0131ce" (dotless i, upper case I) and
+ * "\u017Fam" (long s, upper case S) give "alice" and "sam".  Two names
+ * kcd_names_equal() finds equal always fold to the same bytes.  Bytes
+ * that are not UTF-8 are copied (ASCII lowered).  Writes at most dstlen
+ * bytes to dst (no NUL); returns the length, or (size_t) -1 when the
+ * folded name does not fit.
+ */
+size_t kcd_names_fold(char *dst, size_t dstlen, const char *src, size_t len);
+
+/*
  * kcd_names_logon: the account a logon names, SPEC B5 "Names".
  *
  * user, domain: as the client sent them (UTF-8).  netbios: the server's

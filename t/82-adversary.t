@@ -227,9 +227,10 @@ sub ntlm {
 }
 
 sub basic {
-    my ($addr, $port, $user, $pw) = @_;
-    return conn($addr, port => $port, ssl => 1)->get('/x', headers => [
-        Authorization => 'Basic ' . encode_base64("$user:$pw", '')]);
+    my ($addr, $port, $user, $pw, $path) = @_;
+    return conn($addr, port => $port, ssl => 1)->get($path || '/x',
+        headers => [
+            Authorization => 'Basic ' . encode_base64("$user:$pw", '')]);
 }
 
 ###########################################################################
@@ -461,8 +462,9 @@ subtest 'finding: the user file compares names in upper case, kcd_lockout '
     is($r->{status}, 401, 'dotless-i spelling, right password, from the '
        . "stranger: refused, alice is locked (got $r->{status}, X-User "
        . ($r->header('X-User') // '') . ')');
+    # in /d/, where the lock applies (location / has no kcd_lockout)
     $r = basic('127.0.0.101', port(8443),
-               Encode::encode('UTF-8', "KCD\\$dl"), 'Alice-1');
+               Encode::encode('UTF-8', "KCD\\$dl"), 'Alice-1', '/d/x');
     is($r->{status}, 401, "... with Basic (got $r->{status})");
 };
 
