@@ -50,6 +50,7 @@
 #define NGX_HTTP_KCD_LO_KEY_MAX      1024
 #define NGX_HTTP_KCD_LO_FAMILIAR_MAX 64
 #define NGX_HTTP_KCD_LO_SPRAY_MAX    1024
+#define NGX_HTTP_KCD_LO_SAMPLES      4
 
 
 typedef struct {
@@ -85,11 +86,13 @@ typedef struct {
     ngx_http_kcd_lockout_counters_t  counters;
 
     /*
-     * how long a checked wrong password takes to answer here (ms, moving
-     * average): a refusal waits as long, so that it is not told apart by
-     * its speed when the DC or the KDC checks passwords
+     * how long the last checked wrong passwords took here (ms, from the
+     * start of the password check to its end): a refusal waits their
+     * mean, so that it is not told apart by its speed when the DC or the
+     * KDC checks passwords
      */
-    ngx_msec_t                 latency;
+    ngx_msec_t                 latency[NGX_HTTP_KCD_LO_SAMPLES];
+    ngx_uint_t                 nlatency;   /* samples taken, all time */
 } ngx_http_kcd_lo_sh_t;
 
 
@@ -121,6 +124,10 @@ typedef struct {
 typedef struct {
     ngx_uint_t                 status;
 
+    /* the password check started (ngx_current_msec), for the mean */
+    ngx_msec_t                 check_start;
+    ngx_uint_t                 checking;
+
     /* a refusal answered after the backend's usual time (timing class) */
     ngx_msec_t                 delay;
     ngx_int_t                  rc;
@@ -131,6 +138,9 @@ typedef struct {
 
 static ngx_int_t ngx_http_kcd_lo_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
+static void ngx_http_kcd_lo_count(ngx_http_request_t *r,
+    ngx_http_kcd_lo_zone_t *zone, ngx_str_t *user, u_char *ukey, size_t ulen,
+    ngx_uint_t why);
 static char *ngx_http_kcd_lockout_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_kcd_lockout(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -747,6 +757,46 @@ ngx_http_kcd_lo_touch(ngx_http_kcd_lo_zone_t *zone,
 }
 
 
+/* the mean of the last checked wrong passwords' times (ms); zone locked */
+
+static ngx_msec_t
+ngx_http_kcd_lo_latency(ngx_http_kcd_lo_zone_t *zone)
+{
+    ngx_uint_t  i, n;
+    ngx_msec_t  sum;
+
+    n = ngx_min(zone->sh->nlatency, NGX_HTTP_KCD_LO_SAMPLES);
+
+    if (n == 0) {
+        return 0;
+    }
+
+    sum = 0;
+
+    for (i = 0; i < n; i++) {
+        sum += zone->sh->latency[i];
+    }
+
+    return sum / n;
+}
+
+
+/* the password check starts now: its time is sampled when it fails */
+
+static void
+ngx_http_kcd_lo_check_started(ngx_http_request_t *r)
+{
+    ngx_http_kcd_lo_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_kcd_lockout_module);
+
+    if (ctx) {
+        ctx->check_start = ngx_current_msec;
+        ctx->checking = 1;
+    }
+}
+
+
 ngx_int_t
 ngx_http_kcd_lockout_check(ngx_http_request_t *r, ngx_str_t *user,
     ngx_str_t *domain)
@@ -811,7 +861,7 @@ ngx_http_kcd_lockout_check(ngx_http_request_t *r, ngx_str_t *user,
         ngx_http_kcd_lo_touch(zone, un);
     }
 
-    delay = zone->sh->latency;
+    delay = ngx_http_kcd_lo_latency(zone);
 
     if (locked) {
         if (spray) {
@@ -829,6 +879,7 @@ ngx_http_kcd_lockout_check(ngx_http_request_t *r, ngx_str_t *user,
         ngx_http_kcd_lo_set_status(r, cls == NGX_HTTP_KCD_LO_FAMILIAR
                                       ? NGX_HTTP_KCD_LOCKOUT_FAMILIAR
                                       : NGX_HTTP_KCD_LOCKOUT_UNFAMILIAR);
+        ngx_http_kcd_lo_check_started(r);
         return NGX_OK;
     }
 
@@ -848,8 +899,20 @@ ngx_http_kcd_lockout_check(ngx_http_request_t *r, ngx_str_t *user,
 
     if (zone->log_only) {
         ngx_http_kcd_lo_set_status(r, NGX_HTTP_KCD_LOCKOUT_LOG_ONLY);
+        ngx_http_kcd_lo_check_started(r);
         return NGX_OK;
     }
+
+    /*
+     * no oracle: the refusal counts at the address as the wrong password
+     * it stands for would (one more distinct failing account for spray),
+     * so that probing a locked account costs what probing any other name
+     * costs; the account's own count is left alone (no password was
+     * checked)
+     */
+
+    ngx_http_kcd_lo_count(r, zone, user, ukey, ulen,
+                          NGX_HTTP_KCD_LOCKOUT_UNKNOWN_USER);
 
     ngx_http_kcd_lo_set_status(r, NGX_HTTP_KCD_LOCKOUT_LOCKED);
 
@@ -931,14 +994,10 @@ void
 ngx_http_kcd_lockout_failed(ngx_http_request_t *r, ngx_str_t *user,
     ngx_str_t *domain, ngx_uint_t why)
 {
-    u_char                   akey[17], ukey[NGX_HTTP_KCD_LO_KEY_MAX];
-    u_char                   tbuf[32], *te, *p;
+    u_char                   ukey[NGX_HTTP_KCD_LO_KEY_MAX];
     size_t                   ulen;
-    time_t                   now;
-    uint32_t                 h, *hashes;
     ngx_msec_t               elapsed;
-    ngx_uint_t               i, cls, limit, alocked, ulocked, nacc, nfail;
-    ngx_http_kcd_lo_node_t  *an, *un;
+    ngx_http_kcd_lo_ctx_t   *ctx;
     ngx_http_kcd_lo_zone_t  *zone;
 
     zone = ngx_http_kcd_lo_zone(r);
@@ -946,8 +1005,53 @@ ngx_http_kcd_lockout_failed(ngx_http_request_t *r, ngx_str_t *user,
         return;
     }
 
-    (void) ngx_http_kcd_lo_addr_key(r, akey);
     ulen = ngx_http_kcd_lo_logon_key(r, user, domain, ukey);
+
+    /*
+     * the time of a checked wrong password (timing class), from the start
+     * of the check (ngx_http_kcd_lockout_check()) to here, both ends on
+     * nginx's monotonic clock: how long the client took to send its
+     * request is no part of it
+     */
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_kcd_lockout_module);
+
+    if (ctx && ctx->checking) {
+        ctx->checking = 0;
+        elapsed = ngx_current_msec - ctx->check_start;
+
+        ngx_shmtx_lock(&zone->shpool->mutex);
+
+        zone->sh->latency[zone->sh->nlatency % NGX_HTTP_KCD_LO_SAMPLES]
+            = ngx_min(elapsed, 60000);
+        zone->sh->nlatency++;
+
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+    }
+
+    ngx_http_kcd_lo_count(r, zone, user, ukey, ulen, why);
+}
+
+
+/*
+ * A failed password check (or a refusal standing for one) counted: at the
+ * address always (distinct accounts, spray), for the account when why is
+ * NGX_HTTP_KCD_LOCKOUT_WRONG_PASSWORD and the backend knows the name
+ * (ulen: its key from ngx_http_kcd_lo_logon_key(), 0 when unknown).
+ */
+
+static void
+ngx_http_kcd_lo_count(ngx_http_request_t *r, ngx_http_kcd_lo_zone_t *zone,
+    ngx_str_t *user, u_char *ukey, size_t ulen, ngx_uint_t why)
+{
+    u_char                   akey[17];
+    u_char                   tbuf[32], *te, *p;
+    time_t                   now;
+    uint32_t                 h, *hashes;
+    ngx_uint_t               i, cls, limit, alocked, ulocked, nacc, nfail;
+    ngx_http_kcd_lo_node_t  *an, *un;
+
+    (void) ngx_http_kcd_lo_addr_key(r, akey);
 
     if (ulen == 0) {
         /* a name the backend does not know: count it at the address */
@@ -1006,16 +1110,6 @@ ngx_http_kcd_lockout_failed(ngx_http_request_t *r, ngx_str_t *user,
         }
 
         nacc = an->n;
-    }
-
-    /* the answer time of a checked wrong password (timing class) */
-
-    elapsed = ngx_current_msec - r->start_msec;
-
-    if (elapsed < 60000) {
-        zone->sh->latency = zone->sh->latency
-                            ? (zone->sh->latency * 7 + elapsed) / 8
-                            : elapsed;
     }
 
     /* the account, when the backend knows it */
