@@ -1346,8 +1346,39 @@ ngx_http_kcd_lockout_success(ngx_http_request_t *r, ngx_str_t *principal)
  * reads before unlocking (docs/lockout.md).
  */
 
-#define NGX_HTTP_KCD_LO_LINE  (NGX_HTTP_KCD_LO_KEY_MAX + 256)
+/* a key may double in length when escaped */
+#define NGX_HTTP_KCD_LO_LINE  (2 * NGX_HTTP_KCD_LO_KEY_MAX + 256)
 #define NGX_HTTP_KCD_LO_LIST_MAX  200
+
+/*
+ * A label value of the Prometheus text format: backslash, double quote
+ * and line feed escaped (\\, \", \n).  At most 2 * len bytes at p.
+ */
+
+static u_char *
+ngx_http_kcd_lo_label(u_char *p, u_char *s, size_t len)
+{
+    size_t  i;
+
+    for (i = 0; i < len; i++) {
+        switch (s[i]) {
+        case '\\':
+        case '"':
+            *p++ = '\\';
+            *p++ = s[i];
+            break;
+        case '\n':
+            *p++ = '\\';
+            *p++ = 'n';
+            break;
+        default:
+            *p++ = s[i];
+        }
+    }
+
+    return p;
+}
+
 
 size_t
 ngx_http_kcd_lockout_status_size(ngx_http_request_t *r)
@@ -1426,10 +1457,10 @@ ngx_http_kcd_lockout_status(ngx_http_request_t *r, u_char *p, u_char *last)
                     if (ln->kind == NGX_HTTP_KCD_LO_ACCOUNT) {
                         p = ngx_sprintf(p,
                                  "kcd_lockout_locked_until_seconds{zone="
-                                 "\"%V\",account=\"%*s\",addresses=\"%V\"}"
-                                 " %T\n",
-                                 &zone->name,
-                                 (size_t) ln->key_len - 1, ln->data + 1,
+                                 "\"%V\",account=\"", &zone->name);
+                        p = ngx_http_kcd_lo_label(p, ln->data + 1,
+                                                  (size_t) ln->key_len - 1);
+                        p = ngx_sprintf(p, "\",addresses=\"%V\"} %T\n",
                                  &ngx_http_kcd_lo_class_names[cls],
                                  ln->until[cls]);
 

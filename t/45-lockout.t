@@ -28,7 +28,7 @@ sub line { my ($u, $pw) = @_; return "$u:" . unpack('H*', nt_hash($pw)) . "\n" }
 
 $t->write_file('users', line('KCD\\alice', 'Alice-1') . line('KCD\\bob', 'Bob-1')
     . line('KCD\\carol', 'Carol-1') . line('KCD\\dave', 'Dave-1')
-    . line('KCD\\erin', 'Erin-1'));
+    . line('KCD\\erin', 'Erin-1') . line('KCD\\o"ha\\ra', 'Ohara-1'));
 
 $t->write_config(<<"EOF");
     kcd_lockout_zone lz:1m threshold=3 familiar_threshold=5 window=1h
@@ -249,6 +249,15 @@ $r = ntlm_tiny('127.0.0.2', 'KCD\\carol', 'Carol-1');
 is($r->{status}, 200, 'tiny zone: carol still logs on');
 is($r->header('X-Lockout'), 'familiar',
    'tiny zone: carol\'s familiar address survived the spray');
+
+# kcd_status escapes an account name in its label (Prometheus text
+# format: backslash, double quote, line feed)
+
+is(basic('127.0.0.40', 'KCD\\o"ha\\ra', "Wrong-$_")->{status}, 401,
+   "o\"ha\\ra: wrong password $_") for 1 .. 3;
+$st = conn('127.0.0.1')->get('/status');
+like($st->{body}, qr/^kcd_lockout_locked_until_seconds\{zone="lz",account="o\\"ha\\\\ra\@kcd\.test",addresses="unfamiliar"\} \d+$/m,
+     'listing: the account\'s label escaped');
 
 # the access log carries the status
 
