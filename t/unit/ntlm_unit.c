@@ -1496,6 +1496,19 @@ ntowf_of(const char *user, const char *domain, uint8_t out[16])
 }
 
 
+/* kcd_names_fold(in) is out */
+static int
+fold_is(const char *in, const char *out)
+{
+    char    buf[64];
+    size_t  n;
+
+    n = kcd_names_fold(buf, sizeof(buf), in, strlen(in));
+
+    return n == strlen(out) && memcmp(buf, out, n) == 0;
+}
+
+
 static void
 test_names(void)
 {
@@ -1527,6 +1540,30 @@ test_names(void)
        && !kcd_names_equal("alice", 5, "alic", 4)
        && !kcd_names_equal("a\xc3", 2, "a\xc3", 2),
        "different names, lengths, invalid UTF-8 are not equal");
+
+    /* kcd_names_fold: one key for every spelling kcd_names_equal takes */
+
+    ok(fold_is("J\xc3\x9cRGEN", "j\xc3\xbcrgen"), "fold: JÜRGEN -> jürgen");
+    ok(kcd_names_equal("al\xc4\xb1" "ce", 6, "ALICE", 5)
+       && fold_is("al\xc4\xb1" "ce", "alice"),
+       "fold: al\u0131ce (dotless i, upper case I) -> alice");
+    ok(kcd_names_equal("\xc5\xbf" "am", 4, "SAM", 3)
+       && fold_is("\xc5\xbf" "am", "sam"),
+       "fold: \u017Fam (long s, upper case S) -> sam");
+    ok(fold_is("\xce\xb1\xce\xbb\xce\xad\xce\xbe\xce\xb7\xcf\x82",
+               "\xce\xb1\xce\xbb\xce\xad\xce\xbe\xce\xb7\xcf\x83")
+       && fold_is("\xce\x91\xce\x9b\xce\x88\xce\x9e\xce\x97\xce\xa3",
+                  "\xce\xb1\xce\xbb\xce\xad\xce\xbe\xce\xb7\xcf\x83"),
+       "fold: final sigma and ΑΛΈΞΗΣ -> αλέξησ");
+    ok(fold_is("\xc2\xb5s", "\xce\xbcs"), "fold: micro sign -> mu");
+    ok(fold_is("A\xc3\\B", "a\xc3\\b"),
+       "fold: invalid UTF-8 kept, ASCII lowered");
+    {
+        char  small[4];
+
+        ok(kcd_names_fold(small, sizeof(small), "alice", 5) == (size_t) -1,
+           "fold: too long for the buffer");
+    }
 
     ntowf_of("\xd0\xb4\xd0\xbc\xd0\xb8\xd1\x82\xd1\x80\xd0\xb8\xd0"
              "\xb9", "KCD", a);
