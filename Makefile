@@ -5,6 +5,7 @@
 #   make test     deps + build + every test suite (prove)
 #   make demo     deps + build + a throwaway domain, backend and nginx to try
 #   make bench    benchmarks (bench/), results to stdout
+#   make fuzz     libFuzzer harnesses of fuzz/targets, FUZZ_SECONDS each (60)
 
 NGINX_SRC  ?= /usr/share/nginx/src
 BUILD      ?= build
@@ -14,7 +15,7 @@ KCD_CFLAGS ?= -Wall -Wextra -Wno-unused-parameter -Werror -g -O2
 
 SRCS = $(wildcard ngx_http_*.c) $(wildcard ngx_http_*.h) config
 
-.PHONY: all module deps test unit demo demo-stop bench clean tools
+.PHONY: all module deps test unit demo demo-stop bench clean tools fuzz
 
 all: module tools
 
@@ -66,6 +67,11 @@ demo-stop:
 
 bench: deps all
 	sh bench/run.sh
+
+FUZZ_SECONDS ?= 60
+
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) BUILD=$(BUILD) sh fuzz/fuzz.sh run
 
 clean:
 	rm -rf $(BUILD)

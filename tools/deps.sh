@@ -17,6 +17,7 @@ perl libio-socket-ssl-perl libauthen-ntlm-perl libtest-harness-perl
 python3 python3-requests python3-requests-ntlm python3-ntlm-auth python3-gssapi
 python3-samba openjdk-17-jdk-headless
 libconvert-asn1-perl gss-ntlmssp chromium
+clang libclang-rt-14-dev
 
 "
 
