@@ -5,6 +5,7 @@
 #   make test     deps + build + every test suite (prove)
 #   make demo     deps + build + a throwaway domain, backend and nginx to try
 #   make bench    benchmarks (bench/), results to stdout
+#   make asan     build-asan/ngx_http_kcd_module.so: ASan + UBSan build (t/90)
 #   make fuzz     libFuzzer harnesses of fuzz/targets, FUZZ_SECONDS each (60)
 
 NGINX_SRC  ?= /usr/share/nginx/src
@@ -15,7 +16,7 @@ KCD_CFLAGS ?= -Wall -Wextra -Wno-unused-parameter -Werror -g -O2
 
 SRCS = $(wildcard ngx_http_*.c) $(wildcard ngx_http_*.h) config
 
-.PHONY: all module deps test unit demo demo-stop bench clean tools fuzz
+.PHONY: all module deps test unit demo demo-stop bench clean tools fuzz asan
 
 all: module tools
 
@@ -52,7 +53,7 @@ $(BUILD)/spnego_unit: t/unit/spnego_unit.c ngx_http_kcd_spnego.c ngx_http_kcd_sp
 deps:
 	sh tools/deps.sh
 
-test: deps all
+test: deps all asan
 	prove -I t/lib t/
 
 unit: $(BUILD)/ntlm_unit $(BUILD)/spnego_unit
@@ -70,8 +71,22 @@ bench: deps all
 
 FUZZ_SECONDS ?= 60
 
+# The module with AddressSanitizer + UBSan, in its own build directory;
+# t/90-sanitizers.t runs the nginx suites against it (nginx started with
+# the runtimes in LD_PRELOAD, see t/README.md).
+ASAN_BUILD ?= build-asan
+ASAN_CFLAGS ?= -O1 -fno-omit-frame-pointer -fsanitize=address,undefined
+
+asan: $(ASAN_BUILD)/nodlclose.so
+	$(MAKE) BUILD=$(ASAN_BUILD) KCD_CFLAGS="$(KCD_CFLAGS) $(ASAN_CFLAGS)" \
+	    $(ASAN_BUILD)/ngx_http_kcd_module.so
+
+$(ASAN_BUILD)/nodlclose.so: t/sanitizer/nodlclose.c
+	@mkdir -p $(ASAN_BUILD)
+	$(CC) -shared -fPIC -O2 -o $@ t/sanitizer/nodlclose.c
+
 fuzz:
 	FUZZ_SECONDS=$(FUZZ_SECONDS) BUILD=$(BUILD) sh fuzz/fuzz.sh run
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD)

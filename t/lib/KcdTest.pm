@@ -204,6 +204,7 @@ sub _run_capture {
         open(STDIN, '<', '/dev/null');
         open(STDOUT, '>', $out);
         open(STDERR, '>&', \*STDOUT);
+        %ENV = (%ENV, $self->sanitizer_env) if $cmd[0] eq $self->{nginx};
         exec(@cmd) or POSIX::_exit(127);
     }
     my $deadline = time + 30;
@@ -470,10 +471,87 @@ sub make_cert {
 
 sub DESTROY { }
 
+# KCD_SANITIZE=1: nginx runs a module built with ASan + UBSan (make asan;
+# point KCD_MODULE at it): the runtimes are preloaded (KCD_SANITIZE_PRELOAD,
+# default gcc's libasan.so and libubsan.so), reports go to files
+# sanitizer-{asan,ubsan}.PID in the test dir, and any report makes the test
+# file exit non-zero (see END).  KCD_SANITIZE_REPORTS=dir: reports are
+# also copied there.  Returns the environment for nginx.
+my $PRELOAD;
+
+sub sanitizer_env {
+    my ($self) = @_;
+    return () unless $ENV{KCD_SANITIZE};
+    unless (defined $PRELOAD) {
+        $PRELOAD = $ENV{KCD_SANITIZE_PRELOAD};
+        unless (defined $PRELOAD && length $PRELOAD) {
+            my @l = map { my $p = `gcc -print-file-name=$_`; chomp $p; $p }
+                    qw(libasan.so libubsan.so);
+            (my $m = module_path()) =~ s{[^/]+$}{nodlclose.so};
+            push @l, $m if -f $m;
+            $PRELOAD = join(' ', @l);
+        }
+    }
+    my $d = $self->{dir};
+    my $asan = join(':', "log_path=$d/sanitizer-asan", 'detect_leaks=1',
+                    'halt_on_error=1', 'detect_stack_use_after_return=0',
+                    'allocator_may_return_null=1', 'fast_unwind_on_malloc=0',
+                    'malloc_context_size=40',
+                    ($ENV{ASAN_OPTIONS} ? $ENV{ASAN_OPTIONS} : ()));
+    my $ubsan = join(':', "log_path=$d/sanitizer-ubsan", 'print_stacktrace=1',
+                     ($ENV{UBSAN_OPTIONS} ? $ENV{UBSAN_OPTIONS} : ()));
+    # a leak report must not change nginx's exit status (the daemonizing
+    # parent and nginx -t exit with nginx's own allocations live)
+    my $lsan = join(':', "suppressions=$REPO/t/sanitizer/lsan.supp",
+                    'exitcode=0',
+                    ($ENV{LSAN_OPTIONS} ? $ENV{LSAN_OPTIONS} : ()));
+    return (LD_PRELOAD => $PRELOAD, ASAN_OPTIONS => $asan,
+            UBSAN_OPTIONS => $ubsan, LSAN_OPTIONS => $lsan);
+}
+
+# The sanitizer reports written so far: ([file, content], ...).  Every
+# ASan error and UBSan report counts; of a LeakSanitizer report only the
+# leaks whose allocation stack reaches the module (or an unloaded object)
+# count: nginx's own exit-time allocations are not the module's.
+sub sanitizer_reports {
+    my ($self) = @_;
+    my @r;
+    for my $f (sort glob("$self->{dir}/sanitizer-*")) {
+        my $c = $self->read_file($f);
+        next unless defined $c && length $c;
+        if ($c =~ /ERROR: LeakSanitizer/ && $c !~ /ERROR: AddressSanitizer/) {
+            my @keep = grep { /leak of/ && /ngx_http_kcd|\bkcd_|unknown module/ }
+                       split /\n\s*\n/, $c;
+            next unless @keep;
+            $c = join("\n\n", "LeakSanitizer (leaks reaching the module):",
+                      @keep) . "\n";
+        }
+        push @r, [$f, $c];
+    }
+    return @r;
+}
+
 END {
     my $rc = $?;
     for my $t (@INSTANCES) {
         eval { $t->stop } if $t && $t->{running};
+    }
+    if ($ENV{KCD_SANITIZE}) {
+        for my $t (@INSTANCES) {
+            for my $r ($t->sanitizer_reports) {
+                print STDERR "# sanitizer report $r->[0]:\n$r->[1]\n";
+                if (my $dir = $ENV{KCD_SANITIZE_REPORTS}) {
+                    (my $base = $r->[0]) =~ s{.*/}{};
+                    my $name = $0;
+                    $name =~ s{.*/}{};
+                    if (open(my $fh, '>', "$dir/$name-$base")) {
+                        print $fh $r->[1];
+                        close $fh;
+                    }
+                }
+                $rc ||= 1;
+            }
+        }
     }
     $? = $rc;
 }
