@@ -1,0 +1,155 @@
+#!/usr/bin/perl
+
+# Benchmark (not a test): memory per idle authenticated connection.
+#
+#   sh bench/kcd-memory.sh [--conns 10000] [--follow 1] [--keep]
+#
+# One nginx worker with the module (`kcd_auth ntlm`, user file, proxy_pass
+# to a static backend nginx), and the same nginx with a location that does
+# the same exchanges without NTLM (/base/, see bench/kcd-vs-peer.pl): what
+# nginx itself keeps per idle keep-alive connection.  For each, the worker's
+# RSS (VmRSS, /proc/PID/status) is read, bench/kcd-handshake -i opens CONNS
+# connections, authenticates each (NEGOTIATE, AUTHENTICATE with MIC, FOLLOW
+# more requests) and holds them idle; RSS is read again with all of them
+# open.  Reported: RSS before / after and (after - before) / CONNS, for
+# the module and for nginx alone; their difference is the module's own
+# state per connection (issue 12 target: <= 1 KiB).
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/../t/lib";
+
+use Getopt::Long;
+use IPC::Open2;
+use Time::HiRes qw(sleep time);
+
+use KcdTest qw(port);
+use KcdNTLM qw(:all);
+
+my %o = (conns => 10000, follow => 1);
+GetOptions(\%o, 'conns=i', 'follow=i', 'keep')
+    or die "usage: $0 [--conns N] [--follow K] [--keep]\n";
+
+$SIG{ALRM} = sub { die "kcd-memory: timeout\n" };
+alarm 600;
+
+$ENV{KCD_TEST_KEEP} = 1 if $o{keep};
+my $REPO = KcdTest::repo_root();
+
+my $t = KcdTest->new;
+my $dir = $t->testdir;
+system('cp', KcdTest::module_path(), "$dir/kcd_module.so") == 0
+    or die "cannot copy the module\n";
+$ENV{KCD_MODULE} = "$dir/kcd_module.so";
+
+my $client = "$dir/kcd-handshake";
+system('gcc', '-O2', '-Wall', '-I', $REPO, '-I', "$REPO/bench", '-o',
+       $client, "$REPO/bench/kcd-handshake.c", "$REPO/bench/kcd_ntlm_client.c",
+       "$REPO/ngx_http_kcd_ntlm.c", "$REPO/ngx_http_kcd_ntlm_crypto.c",
+       '-lcrypto') == 0 or die "cannot build kcd-handshake\n";
+
+mkdir "$dir/backend";
+my $tb = KcdTest->new(dir => "$dir/backend");
+mkdir "$dir/backend/html";
+$tb->write_file('html/bench.txt', "backend ok\n" x 4);
+my %bo = (module => 0, workers => 1, log_level => 'warn');
+$tb->write_config(<<'EOF', %bo);
+    access_log off;
+    server {
+        listen 127.0.0.1:%%PORT_9000%%;
+        keepalive_requests 1000000;
+        location / { root %%TESTDIR%%/html; }
+    }
+EOF
+$tb->run;
+
+$t->write_file('users', "KCD\\alice:" . unpack('H*', nt_hash('Secret1')) . "\n");
+my $fixed_t2 = b64(make_type2(av => [[2, utf16le('KCD')], [1, utf16le('WEB01')],
+                                     [7, "\0" x 8]]));
+my $nconn = $o{conns} + 2048;
+my %po = (workers => 1, log_level => 'warn',
+          main => 'worker_rlimit_nofile 20000;',
+          events => "worker_connections $nconn;");
+$t->write_config(<<"EOF", %po);
+    access_log off;
+    upstream be {
+        server 127.0.0.1:%%PORT_9000%%;
+        keepalive 16;
+    }
+    server {
+        listen 127.0.0.1:%%PORT_8080%% backlog=4096;
+        keepalive_requests 1000000;
+        keepalive_timeout 600s;
+        kcd_ntlm_domain KCD;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+
+        location /auth/ {
+            kcd_auth ntlm;
+            kcd_ntlm_user_file $dir/users;
+            proxy_pass http://be/;
+        }
+        location /base/ {
+            add_header WWW-Authenticate "NTLM $fixed_t2" always;
+            if (\$http_authorization ~ "^NTLM TlRMTVNTUAABAAAA") {
+                return 401;
+            }
+            proxy_pass http://be/;
+        }
+    }
+EOF
+
+sub rss_kib {
+    my ($pid) = @_;
+    open(my $fh, '<', "/proc/$pid/status") or die "/proc/$pid/status: $!";
+    while (<$fh>) { return $1 if /^VmRSS:\s+(\d+)\s+kB/ }
+    die "no VmRSS for $pid\n";
+}
+
+sub measure {
+    my ($path) = @_;
+    $t->run;
+    my ($w) = $t->worker_pids;
+
+    # warm-up: one handshake, so first-use allocations are not counted
+    system("$client -t 127.0.0.1:" . port(8080) . " -p ${path}bench.txt "
+           . "-a 'KCD\\alice:Secret1' -n 1 -c 1 -d 5 -q >/dev/null") == 0
+        or die "warm-up on $path failed\n";
+    sleep 0.5;
+    my $before = rss_kib($w);
+
+    my $pid = open2(my $out, my $in, $client, '-t', '127.0.0.1:' . port(8080),
+                    '-p', "${path}bench.txt", '-a', 'KCD\\alice:Secret1',
+                    '-c', $o{conns}, '-k', $o{follow}, '-i', '-d', 400, '-q');
+    my $ready = <$out>;
+    die "kcd-handshake: no ready line\n" unless defined $ready && $ready =~ /^ready/;
+    my ($open) = $ready =~ /connections=(\d+)/;
+    my ($err) = $ready =~ /errors=(\d+)/;
+    sleep 1;
+    my $after = rss_kib($w);
+    my $fds = () = glob("/proc/$w/fd/*");
+    close $in;                  # stdin closed: the client closes all
+    my $summary = <$out>;
+    waitpid($pid, 0);
+    $t->stop;
+    return { before => $before, after => $after, open => $open,
+             errors => $err, fds => $fds,
+             per_conn => $open ? ($after - $before) * 1024 / $open : 0 };
+}
+
+my $m = measure('/auth/');
+my $b = measure('/base/');
+
+print "\n| worker | idle connections | RSS before (KiB) | RSS after (KiB) "
+    . "| per connection (bytes) |\n|---|---:|---:|---:|---:|\n";
+for my $r (['nginx + module, authenticated (NTLM)', $m],
+           ['nginx alone, same exchanges', $b]) {
+    printf "| %s | %d | %d | %d | %.0f |\n", $r->[0], $r->[1]{open},
+        $r->[1]{before}, $r->[1]{after}, $r->[1]{per_conn};
+}
+printf "\nmodule state per idle authenticated connection: %.0f bytes "
+    . "(target <= 1024); connection errors %d / %d\n",
+    $m->{per_conn} - $b->{per_conn}, $m->{errors}, $b->{errors};
+print "$o{conns} connections, $o{follow} follow-up request(s) each, 1 worker\n";
