@@ -4,7 +4,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 status=0
-for b in bench/kcd-vs-proxy.sh bench/winbind.sh bench/lockout.sh bench/spnego.sh; do
+for b in bench/kcd-vs-proxy.sh bench/kcd-vs-peer.sh bench/kcd-memory.sh bench/winbind.sh bench/lockout.sh bench/spnego.sh; do
     if [ -x "$b" ] || [ -f "$b" ]; then
         echo "== $b"
         sh "$b" || status=1
