@@ -5,7 +5,7 @@
 # mod_auth_gssapi + gss-ntlmssp), driven by the same C client in one run.
 #
 #   sh bench/kcd-vs-peer.sh [--seconds 5] [--rounds 3] [--conns 32]
-#                           [--follow 1] [--cpu 1] [--keep]
+#                           [--follow 1] [--cpu 1] [--peer-procs 4] [--keep]
 #
 # Set-up, one temporary directory, loopback only:
 #   - backend: nginx without the module, a 44-byte static file;
@@ -14,7 +14,8 @@
 #     exchanges and one proxied request done by nginx alone (a NEGOTIATE
 #     gets a fixed 401 CHALLENGE from `return 401`, anything else is
 #     proxied): what nginx spends without the module;
-#   - the peer: Apache httpd (mpm_event, 1 process, 64 threads) with
+#   - the peer: Apache httpd (mpm_event, --peer-procs processes x 64
+#     threads) with
 #     mod_auth_gssapi, GssapiAllowedMech ntlmssp (gss-ntlmssp, users from
 #     NTLM_USER_FILE), raw NTLM, GssapiConnectionBound On, mod_proxy_http
 #     to the same backend;
@@ -42,9 +43,10 @@ use Time::HiRes qw(time sleep);
 use KcdTest qw(port);
 use KcdNTLM qw(:all);
 
-my %o = (seconds => 5, rounds => 3, conns => 32, follow => 1, cpu => 1);
+my %o = (seconds => 5, rounds => 3, conns => 32, follow => 1, cpu => 1,
+         'peer-procs' => 4);
 GetOptions(\%o, 'seconds=f', 'rounds=i', 'conns=i', 'follow=i', 'cpu=i',
-           'keep')
+           'peer-procs=i', 'keep')
     or die "usage: $0 [--seconds N] [--rounds N] [--conns N] [--follow K] "
          . "[--cpu N] [--keep]\n";
 
@@ -170,11 +172,11 @@ LoadModule proxy_module $MODS/mod_proxy.so
 LoadModule proxy_http_module $MODS/mod_proxy_http.so
 LoadModule auth_gssapi_module $MODS/mod_auth_gssapi.so
 
-StartServers 1
-ServerLimit 1
+StartServers $o{'peer-procs'}
+ServerLimit $o{'peer-procs'}
 ThreadLimit 64
 ThreadsPerChild 64
-MaxRequestWorkers 64
+MaxRequestWorkers @{[ 64 * $o{'peer-procs'} ]}
 MinSpareThreads 1
 MaxSpareThreads 64
 MaxConnectionsPerChild 0
