@@ -803,7 +803,9 @@ main(int argc, char **argv)
     for ( ;; ) {
         t1 = now();
 
-        if (stop_flag || t1 - t0 >= secs || (maxhs && (long) handshakes >= maxhs)) {
+        if (stop_flag || t1 - t0 >= secs
+            || (maxhs && (long) handshakes >= maxhs))
+        {
             open_ok = 0;
             if (!idle_mode || stop_flag || t1 - t0 >= secs) {
                 break;
