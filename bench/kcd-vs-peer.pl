@@ -5,7 +5,7 @@
 # mod_auth_gssapi + gss-ntlmssp), driven by the same C client in one run.
 #
 #   sh bench/kcd-vs-peer.sh [--seconds 5] [--rounds 3] [--conns 32]
-#                           [--follow 1] [--cpu 1] [--peer-procs 4] [--keep]
+#                           [--follow 0] [--cpu 1] [--peer-procs 4] [--keep]
 #
 # Set-up, one temporary directory, loopback only:
 #   - backend: nginx without the module, a 44-byte static file;
@@ -43,7 +43,7 @@ use Time::HiRes qw(time sleep);
 use KcdTest qw(port);
 use KcdNTLM qw(:all);
 
-my %o = (seconds => 5, rounds => 3, conns => 32, follow => 1, cpu => 1,
+my %o = (seconds => 5, rounds => 3, conns => 32, follow => 0, cpu => 1,
          'peer-procs' => 4);
 GetOptions(\%o, 'seconds=f', 'rounds=i', 'conns=i', 'follow=i', 'cpu=i',
            'peer-procs=i', 'keep')
