@@ -69,6 +69,17 @@ demo-stop:
 bench: deps all
 	sh bench/run.sh
 
+# the NTLM handshake load client of the benchmarks (bench/README.md); the
+# drivers build it with BUILD=<their temporary directory>
+KCD_CLIENT_SRCS = bench/kcd-handshake.c bench/kcd_ntlm_client.c \
+                  ngx_http_kcd_ntlm.c ngx_http_kcd_ntlm_crypto.c \
+                  ngx_http_kcd_names.c
+
+$(BUILD)/kcd-handshake: $(KCD_CLIENT_SRCS) bench/kcd_ntlm_client.h
+	@mkdir -p $(BUILD)
+	$(CC) -O2 -Wall -Wextra -Wno-unused-parameter -Werror -I. -Ibench \
+	    -o $@ $(KCD_CLIENT_SRCS) -lcrypto -lpthread
+
 FUZZ_SECONDS ?= 60
 
 # The module with AddressSanitizer + UBSan, in its own build directory;

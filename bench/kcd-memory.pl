@@ -45,10 +45,8 @@ system('cp', KcdTest::module_path(), "$dir/kcd_module.so") == 0
 $ENV{KCD_MODULE} = "$dir/kcd_module.so";
 
 my $client = "$dir/kcd-handshake";
-system('gcc', '-O2', '-Wall', '-I', $REPO, '-I', "$REPO/bench", '-o',
-       $client, "$REPO/bench/kcd-handshake.c", "$REPO/bench/kcd_ntlm_client.c",
-       "$REPO/ngx_http_kcd_ntlm.c", "$REPO/ngx_http_kcd_ntlm_crypto.c",
-       '-lcrypto') == 0 or die "cannot build kcd-handshake\n";
+system('make', '-s', '-C', $REPO, "BUILD=$dir", $client) == 0
+    or die "cannot build kcd-handshake\n";
 
 mkdir "$dir/backend";
 my $tb = KcdTest->new(dir => "$dir/backend");
@@ -91,6 +89,16 @@ $t->write_config(<<"EOF", %po);
             kcd_ntlm_user_file $dir/users;
             proxy_pass http://be/;
         }
+    }
+    # nginx alone: a server without kcd_auth (the module takes NTLM
+    # Authorization headers into custody in servers that use it)
+    server {
+        listen 127.0.0.1:%%PORT_8081%% backlog=4096;
+        keepalive_requests 1000000;
+        keepalive_timeout 600s;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+
         location /base/ {
             add_header WWW-Authenticate "NTLM $fixed_t2" always;
             if (\$http_authorization ~ "^NTLM TlRMTVNTUAABAAAA") {
@@ -109,18 +117,18 @@ sub rss_kib {
 }
 
 sub measure {
-    my ($path) = @_;
+    my ($path, $port) = @_;
     $t->run;
     my ($w) = $t->worker_pids;
 
     # warm-up: one handshake, so first-use allocations are not counted
-    system("$client -t 127.0.0.1:" . port(8080) . " -p ${path}bench.txt "
+    system("$client -t 127.0.0.1:$port -p ${path}bench.txt "
            . "-a 'KCD\\alice:Secret1' -n 1 -c 1 -d 5 -q >/dev/null") == 0
         or die "warm-up on $path failed\n";
     sleep 0.5;
     my $before = rss_kib($w);
 
-    my $pid = open2(my $out, my $in, $client, '-t', '127.0.0.1:' . port(8080),
+    my $pid = open2(my $out, my $in, $client, '-t', "127.0.0.1:$port",
                     '-p', "${path}bench.txt", '-a', 'KCD\\alice:Secret1',
                     '-c', $o{conns}, '-k', $o{follow}, '-i', '-d', 400, '-q');
     my $ready = <$out>;
@@ -139,8 +147,8 @@ sub measure {
              per_conn => $open ? ($after - $before) * 1024 / $open : 0 };
 }
 
-my $m = measure('/auth/');
-my $b = measure('/base/');
+my $m = measure('/auth/', port(8080));
+my $b = measure('/base/', port(8081));
 
 print "\n| worker | idle connections | RSS before (KiB) | RSS after (KiB) "
     . "| per connection (bytes) |\n|---|---:|---:|---:|---:|\n";

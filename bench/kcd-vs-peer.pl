@@ -76,10 +76,8 @@ system('cp', KcdTest::module_path(), "$dir/kcd_module.so") == 0
 $ENV{KCD_MODULE} = "$dir/kcd_module.so";
 
 my $client = "$dir/kcd-handshake";
-system('gcc', '-O2', '-Wall', '-I', $REPO, '-I', "$REPO/bench", '-o',
-       $client, "$REPO/bench/kcd-handshake.c", "$REPO/bench/kcd_ntlm_client.c",
-       "$REPO/ngx_http_kcd_ntlm.c", "$REPO/ngx_http_kcd_ntlm_crypto.c",
-       '-lcrypto') == 0 or die "cannot build kcd-handshake\n";
+system('make', '-s', '-C', $REPO, "BUILD=$dir", $client) == 0
+    or die "cannot build kcd-handshake\n";
 
 my %users = (alice => 'Secret1', carol => 'Secret3');
 
@@ -121,6 +119,16 @@ $t->write_config(<<"EOF", workers => 1, log_level => 'warn');
             kcd_ntlm_user_file $dir/users;
             proxy_pass http://be/;
         }
+    }
+    # nginx alone: a server without kcd_auth (the module takes NTLM
+    # Authorization headers into custody in servers that use it)
+    server {
+        listen 127.0.0.1:%%PORT_8081%% backlog=4096;
+        keepalive_requests 1000000;
+        keepalive_timeout 600s;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+
         location /base/ {
             add_header WWW-Authenticate "NTLM $fixed_t2" always;
             if (\$http_authorization ~ "^NTLM TlRMTVNTUAABAAAA") {
@@ -262,7 +270,7 @@ sub run_client {
 
 # sanity: one handshake each
 for my $s (['module', port(8080), '/auth/'], ['peer', $aport, '/auth/'],
-           ['base', port(8080), '/base/']) {
+           ['base', port(8081), '/base/']) {
     my $r = run_client($s->[1], $s->[2], '-n', 1, '-c', 1, '-d', 5);
     die "$s->[0]: no handshake: $r->{out}\n"
         . `tail -5 $adir/error.log` unless $r->{handshakes} >= 1 && !$r->{errors};
@@ -275,7 +283,7 @@ my %res;
 for my $round (1 .. $o{rounds}) {
     for my $s (['module', port(8080), '/auth/', $t->pid],
                ['peer', $aport, '/auth/', $apid],
-               ['base', port(8080), '/base/', $t->pid]) {
+               ['base', port(8081), '/base/', $t->pid]) {
         my $r = run_client($s->[1], $s->[2], '-c', $o{conns}, '-d',
                            $o{seconds}, '-k', $o{follow}, '-w', $s->[3]);
         push @{$res{$s->[0]}}, $r;
