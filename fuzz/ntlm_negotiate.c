@@ -14,6 +14,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int                          rc;
     long                         n;
     uint8_t                     *msg, out[1024];
+    uint32_t                     granted;
     const char                  *err;
     kcd_ntlm_negotiate_t         neg;
     kcd_ntlm_challenge_params_t  p;
@@ -39,11 +40,29 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         p.dns_domain = "kcd.test";
         p.dns_computer = "web01.kcd.test";
 
-        n = kcd_ntlm_build_challenge(&p, out, sizeof(out));
+        p.key_exch = (int) (size & 1);    /* kcd_ntlm_key_exch on or off */
 
-        /* what we send never asks for what we refuse to do */
-        if (n < 0 || kcd_ntlm_message_type(out, (size_t) n) != 2
-            || (out[23] & 0x40) || (out[20] & 0xf0) || (out[21] & 0x08))
+        n = kcd_ntlm_build_challenge(&p, out, sizeof(out));
+        if (n < 0 || kcd_ntlm_message_type(out, (size_t) n) != 2) {
+            abort();
+        }
+
+        /*
+         * The flag policy of kcd_ntlm_build_challenge: never SEAL,
+         * DATAGRAM, LM_KEY or ANONYMOUS; SIGN only when asked; KEY_EXCH
+         * only when asked and configured.
+         */
+        granted = (uint32_t) out[20] | (uint32_t) out[21] << 8
+                  | (uint32_t) out[22] << 16 | (uint32_t) out[23] << 24;
+
+        if ((granted & (KCD_NTLM_NEGOTIATE_SEAL | KCD_NTLM_NEGOTIATE_DATAGRAM
+                        | KCD_NTLM_NEGOTIATE_LM_KEY
+                        | KCD_NTLM_NEGOTIATE_ANONYMOUS))
+            || ((granted & KCD_NTLM_NEGOTIATE_SIGN)
+                && !(neg.flags & KCD_NTLM_NEGOTIATE_SIGN))
+            || (!!(granted & KCD_NTLM_NEGOTIATE_KEY_EXCH)
+                != (p.key_exch
+                    && (neg.flags & KCD_NTLM_NEGOTIATE_KEY_EXCH))))
         {
             abort();
         }
