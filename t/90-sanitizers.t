@@ -3,9 +3,10 @@
 # module built with AddressSanitizer + UBSan (make asan ->
 # build-asan/ngx_http_kcd_module.so), nginx started with the sanitizer
 # runtimes preloaded (KCD_SANITIZE=1, t/lib/KcdTest.pm).  A suite fails
-# on any of its own failures and on any ASan, LeakSanitizer or UBSan
-# report from nginx (written to files in its test directory, collected
-# here).  KCD_SANITIZE_SUITES="t/31-ntlm-handshake.t ..." narrows the
+# here on any ASan, LeakSanitizer or UBSan report from nginx (written to
+# files in its test directory, collected here) and on any of its own
+# failures, unless it also fails without the sanitizers (then it is
+# rerun plainly to tell, and its own run in prove reports it).  KCD_SANITIZE_SUITES="t/31-ntlm-handshake.t ..." narrows the
 # list; the default is every t/3* to t/8* suite.
 use strict;
 use warnings;
@@ -48,12 +49,33 @@ EOF2
     is(scalar($t->sanitizer_reports), 0, 'no report from a plain start/stop');
 }
 
+# suites that cannot run under the sanitizers, with the reason
+my %not_here = (
+    '73-backend-refusal.t' => 'its skewed-clock nginx preloads libfaketime, '
+        . 'which hangs at start beside the ASan runtime',
+);
+
 for my $s (@suites) {
     (my $name = $s) =~ s{.*/}{};
+    if ($not_here{$name} && !$ENV{KCD_SANITIZE_SUITES}) {
+        SKIP: { skip "$name: $not_here{$name}", 1 }
+        next;
+    }
     my $out = `prove -I $repo/t/lib $s 2>&1`;
     my $rc = $? >> 8;
     my @r = glob("$reports/$name-sanitizer-*");
-    ok($rc == 0 && !@r, "$name under ASan + UBSan")
+
+    # a suite that fails without the sanitizers too is its own run's
+    # failure (prove reports it there), not this one's
+    my $plain = '';
+    if ($rc != 0 && !@r) {
+        local $ENV{KCD_SANITIZE} = 0;
+        local $ENV{KCD_MODULE} = "$repo/build/ngx_http_kcd_module.so";
+        system("prove -I $repo/t/lib $s >/dev/null 2>&1");
+        $plain = $? ? ' (fails without the sanitizers too)' : '';
+    }
+
+    ok(!@r && ($rc == 0 || $plain), "$name under ASan + UBSan$plain")
         or diag("exit $rc\n$out\n", map { "--- $_\n" . slurp($_) } @r);
 }
 
