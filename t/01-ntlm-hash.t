@@ -14,6 +14,9 @@ use IPC::Open3 qw(open3);
 use Symbol qw(gensym);
 use Test::More;
 
+use lib dirname(abs_path(__FILE__)) . '/lib';
+use KcdNTLM qw(nt_hash);
+
 my $root = abs_path(dirname(abs_path(__FILE__)) . '/..');
 my $bin = "$root/build/kcd-ntlm-hash";
 
@@ -54,8 +57,16 @@ my ($o, $e, $rc);
 is($o, "User:$h\n", 'user without domain, MS-NLMP 4.2.1 NT hash');
 is($rc, 0, 'exit status 0');
 
-($o, $e, $rc) = run("Password\r\n", 'KCD\\alice');
-is($o, "KCD\\alice:$h\n", 'DOMAIN\\user, CRLF stripped');
+($o, $e, $rc) = run("Password\n", 'KCD\\alice');
+is($o, "KCD\\alice:$h\n", 'DOMAIN\\user');
+
+# raw bytes: only the final newline goes; CR, blanks and backslashes stay
+($o, $e, $rc) = run("Password\r\n", 'bob');
+is($o, "bob:" . unpack('H*', nt_hash("Password\r")) . "\n",
+   'CR before the newline is part of the password');
+($o, $e, $rc) = run(" a\\b \n", 'bob');
+is($o, "bob:" . unpack('H*', nt_hash(" a\\b ")) . "\n",
+   'blanks and backslashes are part of the password');
 
 ($o, $e, $rc) = run('Password', 'bob');
 is($o, "bob:$h\n", 'password without a final newline');
@@ -63,8 +74,12 @@ is($o, "bob:$h\n", 'password without a final newline');
 ($o, $e, $rc) = run("Password\nsomething else\n", 'bob');
 is($o, "bob:$h\n", 'only the first line is the password');
 
-($o, $e, $rc) = run("\n", 'bob');
-is($o, "bob:31d6cfe0d16ae931b73c59d7e0c089c0\n", 'empty password');
+for my $empty ("\n", '') {
+    ($o, $e, $rc) = run($empty, 'bob');
+    is($o, '', 'empty password: nothing printed');
+    is($rc, 1, 'empty password: exit 1');
+    like($e, qr/empty password refused/, 'empty password: message');
+}
 
 ($o, $e, $rc) = run("password\n", 'bob');
 isnt($o, "bob:$h\n", 'the password is case-sensitive');
@@ -102,5 +117,57 @@ for my $bad ('a:b', 'KCD\\', '\\user', 'A\\B\\c', "us\ner", '-h', '') {
     (my $shown = $bad) =~ s/\n/\\n/g;
     is($rc, 2, "bad user name '$shown': exit 2");
 }
+
+# on a terminal: two prompts, echo off, both entries must match
+sub run_tty {
+    my ($name, @lines) = @_;
+    my $py = <<'PY';
+import os, pty, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], [sys.argv[1], sys.argv[2]])
+out = b''
+for line in sys.argv[3:]:
+    while not out.endswith(b': '):
+        b = os.read(fd, 1024)
+        if not b:
+            break
+        out += b
+    out += b'<sent>'
+    os.write(fd, line.encode() + b'\n')
+while True:
+    try:
+        b = os.read(fd, 1024)
+    except OSError:
+        break
+    if not b:
+        break
+    out += b
+_, st = os.waitpid(pid, 0)
+sys.stdout.write(out.decode('utf-8', 'replace'))
+sys.exit(os.waitstatus_to_exitcode(st))
+PY
+    open(my $fh, '-|', 'timeout', '10', '/usr/bin/python3', '-c', $py, $bin,
+         $name, @lines) or die "python3: $!";
+    my $out = do { local $/; <$fh> } // '';
+    close $fh;
+    return ($out, $? >> 8);
+}
+
+my ($tty, $trc) = run_tty('KCD\\alice', 'Pass word', 'Pass word');
+is($trc, 0, 'terminal: exit 0');
+like($tty, qr/^Password: <sent>\r?\nAgain: <sent>/, 'terminal: prompts twice');
+unlike($tty, qr/Pass word/, 'terminal: the password is not echoed');
+like($tty, qr/KCD\\alice:\Q${\ unpack('H*', nt_hash('Pass word'))}\E/,
+     'terminal: the line for the typed password');
+
+($tty, $trc) = run_tty('bob', 'one', 'two');
+is($trc, 1, 'terminal, entries differ: exit 1');
+like($tty, qr/do not match/, 'terminal, entries differ: message');
+unlike($tty, qr/bob:/, 'terminal, entries differ: no line');
+
+($tty, $trc) = run_tty('bob', '');
+is($trc, 1, 'terminal, empty password: exit 1');
+like($tty, qr/empty password refused/, 'terminal, empty: message');
 
 done_testing();
