@@ -41,6 +41,7 @@ typedef struct {
     ngx_str_t                  domain;    /* empty: any domain */
     u_char                     hash[16];
     ngx_str_t                  groups;    /* third field, NUL-separated */
+    ngx_uint_t                 line;      /* in the file, for messages */
 } ngx_http_kcd_account_t;
 
 
@@ -103,6 +104,7 @@ typedef struct {
 
     ngx_array_t                user_files;   /* ngx_http_kcd_user_file_t * */
     ngx_str_t                  default_realm;  /* of krb5.conf */
+    kcd_gss_keytab_t          *keytab_mem;   /* B17: read by the master */
 
     ngx_str_t                  keytab_file;  /* where kcd_keytab was set */
     ngx_uint_t                 keytab_line;
@@ -120,6 +122,12 @@ typedef struct {
 
     /* in upstream{} blocks: the balancer this module wraps (B10) */
     ngx_http_upstream_init_peer_pt  original_init_peer;
+
+    /* B13 checks: some location authenticates (ngx_http_kcd_conf_check.c) */
+    ngx_uint_t                 auth_schemes;
+    ngx_str_t                  auth_file;
+    ngx_uint_t                 auth_line;
+    ngx_uint_t                 keepalive_warned;
 } ngx_http_kcd_srv_conf_t;
 
 
@@ -389,6 +397,22 @@ char *ngx_http_kcd_cstr(ngx_pool_t *pool, ngx_str_t *s);
 /* ngx_http_kcd_userfile.c */
 char *ngx_http_kcd_user_file_load(ngx_conf_t *cf, ngx_str_t *path,
     ngx_http_kcd_user_file_t **uf);
+/* B13 checks, ngx_http_kcd_conf_check.c */
+ngx_int_t ngx_http_kcd_conf_check_realm(ngx_conf_t *cf, const char *directive,
+    ngx_str_t *realm);
+extern ngx_conf_post_t  ngx_http_kcd_conf_check_realm_p;
+extern ngx_conf_post_t  ngx_http_kcd_conf_check_computer_p;
+ngx_int_t ngx_http_kcd_conf_check_spn(ngx_conf_t *cf, ngx_str_t *spn);
+void ngx_http_kcd_conf_check_secret(ngx_conf_t *cf, const char *directive,
+    ngx_str_t *path, ngx_file_info_t *fi);
+ngx_int_t ngx_http_kcd_conf_check_file(ngx_conf_t *cf, const char *directive,
+    ngx_str_t *path);
+ngx_int_t ngx_http_kcd_keytab_load(ngx_conf_t *cf,
+    ngx_http_kcd_main_conf_t *kmcf, char *err, size_t errlen);
+ngx_int_t ngx_http_kcd_conf_check_location(ngx_conf_t *cf,
+    ngx_http_kcd_loc_conf_t *klcf);
+ngx_int_t ngx_http_kcd_conf_check_servers(ngx_conf_t *cf);
+
 ngx_http_kcd_account_t *ngx_http_kcd_user_file_find(
     ngx_http_kcd_user_file_t *uf, ngx_str_t *user, ngx_str_t *domain);
 

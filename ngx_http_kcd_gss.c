@@ -17,6 +17,7 @@
  */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -419,92 +420,181 @@ kcd_gss_destroy(kcd_gss_t *g)
 }
 
 
+struct kcd_gss_keytab_s {
+    krb5_context      ctx;
+    krb5_keytab       kt;        /* held open: MIT frees a MEMORY: keytab
+                                    when its last handle is closed */
+    char              name[4096 + 64];
+};
+
+
 int
-kcd_gss_check_keytab(const char *keytab, const char *principal, char *err,
-    size_t errlen)
+kcd_gss_keytab_load(kcd_gss_keytab_t **ktp, const char *path,
+    const char *principal, char *err, size_t errlen)
 {
-    int                rc;
-    char               name[4096 + 8];
-    krb5_keytab        kt;
-    krb5_context       ctx;
-    krb5_principal     princ;
-    krb5_error_code    code;
-    krb5_kt_cursor     cursor;
-    krb5_keytab_entry  entry;
+    int                 found, n, fd;
+    char                fname[4096 + 8];
+    krb5_keytab         file;
+    krb5_principal      princ;
+    krb5_error_code     code;
+    krb5_kt_cursor      cursor;
+    kcd_gss_keytab_t   *kt;
+    krb5_keytab_entry   entry;
 
-    if (access(keytab, R_OK) != 0) {
-        kcd_gss_err(err, errlen, "keytab \"%s\" is not readable: %s",
-                    keytab, strerror(errno));
+    static unsigned     generation;
+
+    *ktp = NULL;
+
+    if (strlen(path) > 4096) {
+        kcd_gss_err(err, errlen, "keytab path too long");
         return -1;
-    }
-
-    if (krb5_init_context(&ctx) != 0) {
-        kcd_gss_err(err, errlen, "krb5_init_context() failed");
-        return -1;
-    }
-
-    rc = -1;
-    kt = NULL;
-    princ = NULL;
-
-    snprintf(name, sizeof(name), "%s%s",
-             strchr(keytab, ':') ? "" : "FILE:", keytab);
-
-    code = krb5_parse_name(ctx, principal, &princ);
-    if (code) {
-        kcd_gss_err(err, errlen, "bad principal \"%s\": %s", principal,
-                    krb5_get_error_message(ctx, code));
-        goto done;
-    }
-
-    code = krb5_kt_resolve(ctx, name, &kt);
-    if (code == 0) {
-        code = krb5_kt_start_seq_get(ctx, kt, &cursor);
-    }
-
-    if (code) {
-        kcd_gss_err(err, errlen, "keytab \"%s\": %s", keytab,
-                    krb5_get_error_message(ctx, code));
-        goto done;
     }
 
     /*
-     * Walk the entries rather than krb5_kt_get_entry(): a principal given
-     * without realm (AD account name) should match any realm's entry.
+     * open() first: MIT's own message for an unreadable keytab is
+     * "Key table file ... not found" even for EACCES.
      */
-    while (krb5_kt_next_entry(ctx, kt, &entry, &cursor) == 0) {
+    fd = open(path, O_RDONLY);
+    if (fd == -1) {
+        kcd_gss_err(err, errlen, "keytab \"%s\" cannot be opened: %s", path,
+                    strerror(errno));
+        return -1;
+    }
+
+    close(fd);
+
+    kt = calloc(1, sizeof(kcd_gss_keytab_t));
+    if (kt == NULL) {
+        kcd_gss_err(err, errlen, "out of memory");
+        return -1;
+    }
+
+    if (krb5_init_context(&kt->ctx) != 0) {
+        kcd_gss_err(err, errlen, "krb5_init_context() failed");
+        free(kt);
+        return -1;
+    }
+
+    file = NULL;
+    princ = NULL;
+    found = 0;
+    n = 0;
+
+    snprintf(fname, sizeof(fname), "FILE:%s", path);
+    snprintf(kt->name, sizeof(kt->name), "MEMORY:kcd/%ld/%u:%s",
+             (long) getpid(), ++generation, path);
+
+    code = krb5_parse_name(kt->ctx, principal, &princ);
+    if (code) {
+        kcd_gss_err(err, errlen, "bad principal \"%s\": %s", principal,
+                    krb5_get_error_message(kt->ctx, code));
+        goto failed;
+    }
+
+    code = krb5_kt_resolve(kt->ctx, kt->name, &kt->kt);
+    if (code) {
+        kt->kt = NULL;
+        kcd_gss_err(err, errlen, "MEMORY: keytab: %s",
+                    krb5_get_error_message(kt->ctx, code));
+        goto failed;
+    }
+
+    code = krb5_kt_resolve(kt->ctx, fname, &file);
+    if (code == 0) {
+        code = krb5_kt_start_seq_get(kt->ctx, file, &cursor);
+    }
+
+    if (code) {
+        kcd_gss_err(err, errlen, "keytab \"%s\": %s", path,
+                    krb5_get_error_message(kt->ctx, code));
+        goto failed;
+    }
+
+    /*
+     * Every entry (all kvnos and enctypes: clients may hold tickets for
+     * the previous key); a principal given without realm (AD account
+     * name) matches any realm's entry.
+     */
+    while ((code = krb5_kt_next_entry(kt->ctx, file, &entry, &cursor)) == 0)
+    {
         if (strchr(principal, '@') == NULL
-            ? krb5_principal_compare_any_realm(ctx, entry.principal, princ)
-            : krb5_principal_compare(ctx, entry.principal, princ))
+            ? krb5_principal_compare_any_realm(kt->ctx, entry.principal,
+                                               princ)
+            : krb5_principal_compare(kt->ctx, entry.principal, princ))
         {
-            rc = 0;
+            found = 1;
         }
-        krb5_free_keytab_entry_contents(ctx, &entry);
-        if (rc == 0) {
-            break;
+
+        code = krb5_kt_add_entry(kt->ctx, kt->kt, &entry);
+        krb5_free_keytab_entry_contents(kt->ctx, &entry);
+
+        if (code) {
+            krb5_kt_end_seq_get(kt->ctx, file, &cursor);
+            kcd_gss_err(err, errlen, "keytab \"%s\": copy to memory: %s",
+                        path, krb5_get_error_message(kt->ctx, code));
+            goto failed;
         }
+
+        n++;
     }
 
-    krb5_kt_end_seq_get(ctx, kt, &cursor);
+    krb5_kt_end_seq_get(kt->ctx, file, &cursor);
 
-    if (rc != 0) {
-        kcd_gss_err(err, errlen, "keytab \"%s\" holds no key for \"%s\"",
-                    keytab, principal);
+    if (code != KRB5_KT_END) {
+        kcd_gss_err(err, errlen, "keytab \"%s\": %s", path,
+                    krb5_get_error_message(kt->ctx, code));
+        goto failed;
     }
 
-done:
+    if (!found) {
+        kcd_gss_err(err, errlen, "keytab \"%s\" holds no key for \"%s\" "
+                    "(%d entries)", path, principal, n);
+        goto failed;
+    }
 
-    if (kt) {
-        krb5_kt_close(ctx, kt);
+    krb5_kt_close(kt->ctx, file);
+    krb5_free_principal(kt->ctx, princ);
+
+    *ktp = kt;
+
+    return 0;
+
+failed:
+
+    if (file) {
+        krb5_kt_close(kt->ctx, file);
     }
 
     if (princ) {
-        krb5_free_principal(ctx, princ);
+        krb5_free_principal(kt->ctx, princ);
     }
 
-    krb5_free_context(ctx);
+    kcd_gss_keytab_free(kt);
 
-    return rc;
+    return -1;
+}
+
+
+const char *
+kcd_gss_keytab_name(kcd_gss_keytab_t *kt)
+{
+    return kt->name;
+}
+
+
+void
+kcd_gss_keytab_free(kcd_gss_keytab_t *kt)
+{
+    if (kt == NULL) {
+        return;
+    }
+
+    if (kt->kt) {
+        krb5_kt_close(kt->ctx, kt->kt);
+    }
+
+    krb5_free_context(kt->ctx);
+    free(kt);
 }
 
 

@@ -40,11 +40,22 @@ int kcd_gss_init(kcd_gss_t **g, const char *keytab, const char *principal,
 void kcd_gss_destroy(kcd_gss_t *g);
 
 /*
- * Start-up check (nginx -t / init): keytab readable and holds a key for
- * the principal.  0 or -1 with a message.
+ * B17, secrets read like TLS keys: the master reads the keytab at
+ * configuration time and copies every entry into an MIT MEMORY: keytab
+ * that workers inherit through fork(), so they never open the file (root
+ * 0600 is fine).  Fails (-1 with a message naming the path and the OS or
+ * Kerberos error) when the file cannot be read or holds no key for the
+ * principal.  kcd_gss_keytab_name() is what kcd_gss_init() takes:
+ * "MEMORY:kcd/<n>:<path>", the path kept in it for log lines.  The
+ * keytab lives until kcd_gss_keytab_free() (the configuration cycle's
+ * pool cleanup: a reload reads the file again into a new one).
  */
-int kcd_gss_check_keytab(const char *keytab, const char *principal,
-    char *err, size_t errlen);
+typedef struct kcd_gss_keytab_s  kcd_gss_keytab_t;
+
+int kcd_gss_keytab_load(kcd_gss_keytab_t **kt, const char *path,
+    const char *principal, char *err, size_t errlen);
+const char *kcd_gss_keytab_name(kcd_gss_keytab_t *kt);
+void kcd_gss_keytab_free(kcd_gss_keytab_t *kt);
 
 /*
  * Accept a client's Negotiate token (blocking: replay cache, no KDC).

@@ -121,7 +121,7 @@ static ngx_command_t  ngx_http_kcd_commands[] = {
       ngx_conf_set_str_slot,
       NGX_HTTP_SRV_CONF_OFFSET,
       offsetof(ngx_http_kcd_srv_conf_t, ntlm_computer),
-      NULL },
+      &ngx_http_kcd_conf_check_computer_p },
 
     { ngx_string("kcd_ntlm_dns_domain"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_TAKE1,
@@ -170,7 +170,7 @@ static ngx_command_t  ngx_http_kcd_commands[] = {
       ngx_conf_set_str_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_kcd_loc_conf_t, realm),
-      NULL },
+      &ngx_http_kcd_conf_check_realm_p },
 
     { ngx_string("kcd_domain_map"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
@@ -650,14 +650,13 @@ ngx_http_kcd_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    /* B17: the master reads the keys; workers inherit them in memory */
+
     if (kmcf->keytab.len
-        && kcd_gss_check_keytab((char *) kmcf->keytab.data,
-                                (char *) kmcf->service_principal.data,
-                                err, sizeof(err))
-           != 0)
+        && ngx_http_kcd_keytab_load(cf, kmcf, err, sizeof(err)) != NGX_OK)
     {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                      "kcd_keytab \"%V\": %s in %V:%ui", &kmcf->keytab, err,
+                      "kcd_keytab: %s in %V:%ui", err,
                       &kmcf->keytab_file, kmcf->keytab_line);
         return NGX_CONF_ERROR;
     }
@@ -957,6 +956,10 @@ ngx_http_kcd_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
+    if (ngx_http_kcd_conf_check_location(cf, conf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     return NGX_CONF_OK;
 }
 
@@ -1057,6 +1060,10 @@ ngx_http_kcd_init(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
+    if (ngx_http_kcd_conf_check_servers(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     kmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_kcd_module);
 
     if (kmcf->keytab.len || kmcf->use_winbind) {
@@ -1127,7 +1134,8 @@ ngx_http_kcd_init_process(ngx_cycle_t *cycle)
     }
 
     if (kmcf->keytab.len) {
-        if (kcd_gss_init(&kmcf->gss, (char *) kmcf->keytab.data,
+        if (kcd_gss_init(&kmcf->gss,
+                         kcd_gss_keytab_name(kmcf->keytab_mem),
                          (char *) kmcf->service_principal.data,
                          err, sizeof(err))
             != 0)
@@ -1373,10 +1381,9 @@ ngx_http_kcd_keytab(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    if (access((char *) kmcf->keytab.data, R_OK) != 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           "kcd_keytab \"%V\" is not readable",
-                           &kmcf->keytab);
+    if (ngx_http_kcd_conf_check_file(cf, "kcd_keytab", &kmcf->keytab)
+        != NGX_OK)
+    {
         return NGX_CONF_ERROR;
     }
 
@@ -1426,6 +1433,12 @@ ngx_http_kcd_spn(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    if (klcf->spn->lengths == NULL
+        && ngx_http_kcd_conf_check_spn(cf, &value[1]) != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
     klcf->spn_file = cf->conf_file->file.name;
     klcf->spn_line = cf->conf_file->line;
     klcf->spn_here = 1;
@@ -1459,6 +1472,12 @@ ngx_http_kcd_domain_map(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     m->netbios = value[1];
     m->realm = value[2];
+
+    if (ngx_http_kcd_conf_check_realm(cf, "kcd_domain_map", &m->realm)
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
 
     return NGX_CONF_OK;
 }

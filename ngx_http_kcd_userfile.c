@@ -1,11 +1,15 @@
 /*
  * kcd_ntlm_user_file: local accounts with NT hashes, the embedded
- * validation backend (no domain needed).  Read when the configuration is
- * loaded, so `nginx -t` reports a bad line and `nginx -s reload` picks up
- * changes.
+ * validation backend (no domain needed), SPEC "NT-hash user file" and B17.
+ * Read by the master when the configuration is loaded (so workers never
+ * need read access, `nginx -t` reports a bad line and `nginx -s reload`
+ * picks up changes):
  *
  *     # comment
  *     [DOMAIN\]user:<NT hash, 32 hex digits>[:group,group]    # comment
+ *
+ * The line syntax is in ngx_http_kcd_userline.c; here: the file, a UTF-8
+ * byte-order mark, and accounts defined twice.
  */
 
 
@@ -13,8 +17,11 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include <stdlib.h>
+
 #include "ngx_http_kcd.h"
 #include "ngx_http_kcd_names.h"
+#include "ngx_http_kcd_userline.h"
 
 
 #define NGX_HTTP_KCD_USER_FILE_MAX  (16 * 1024 * 1024)
@@ -22,10 +29,18 @@
 
 static ngx_int_t ngx_http_kcd_user_file_line(ngx_conf_t *cf,
     ngx_http_kcd_user_file_t *uf, u_char *p, u_char *last, ngx_uint_t n);
-static ngx_int_t ngx_http_kcd_user_file_groups(ngx_conf_t *cf,
-    ngx_http_kcd_user_file_t *uf, ngx_http_kcd_account_t *acc, u_char *p,
-    u_char *last, ngx_uint_t n);
+static ngx_int_t ngx_http_kcd_user_file_unique(ngx_conf_t *cf,
+    ngx_http_kcd_user_file_t *uf);
+static int ngx_libc_cdecl ngx_http_kcd_account_cmp(const void *one,
+    const void *two);
+static u_char *ngx_http_kcd_account_fold(u_char *dst, ngx_str_t *name);
 
+
+/*
+ * Loads path (relative to the prefix) into *ufp, allocated from cf->pool.
+ * Errors are logged (emerg, with the path, file line and OS error) and
+ * give NGX_CONF_ERROR.
+ */
 
 char *
 ngx_http_kcd_user_file_load(ngx_conf_t *cf, ngx_str_t *path,
@@ -73,6 +88,8 @@ ngx_http_kcd_user_file_load(ngx_conf_t *cf, ngx_str_t *path,
         return NGX_CONF_ERROR;
     }
 
+    ngx_http_kcd_conf_check_secret(cf, "kcd_ntlm_user_file", &uf->path, &fi);
+
     if (ngx_file_size(&fi) > NGX_HTTP_KCD_USER_FILE_MAX) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "kcd_ntlm_user_file \"%V\" is larger than %d "
@@ -101,6 +118,12 @@ ngx_http_kcd_user_file_load(ngx_conf_t *cf, ngx_str_t *path,
     last = buf + n;
     line = 0;
 
+    /* a UTF-8 byte-order mark, as Windows editors write */
+
+    if (last - p >= 3 && p[0] == 0xef && p[1] == 0xbb && p[2] == 0xbf) {
+        p += 3;
+    }
+
     while (p < last) {
         line++;
 
@@ -119,6 +142,10 @@ ngx_http_kcd_user_file_load(ngx_conf_t *cf, ngx_str_t *path,
 
     ngx_explicit_memzero(buf, n);
 
+    if (ngx_http_kcd_user_file_unique(cf, uf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     if (uf->accounts.nelts == 0) {
         ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
                            "kcd_ntlm_user_file \"%V\" has no accounts",
@@ -135,56 +162,27 @@ static ngx_int_t
 ngx_http_kcd_user_file_line(ngx_conf_t *cf, ngx_http_kcd_user_file_t *uf,
     u_char *p, u_char *last, ngx_uint_t n)
 {
-    u_char                  *colon, *sep, *hex, *end, *q;
-    ngx_int_t                hi, lo;
+    int                      rc;
+    u_char                  *q;
+    size_t                   len;
     ngx_uint_t               i;
+    const char              *why;
+    kcd_user_line_t          ul;
     ngx_http_kcd_account_t  *acc;
 
-    /* trailing comment, white space and CR */
+    why = "malformed line";
 
-    for (q = p; q < last; q++) {
-        if (*q == '#' && (q == p || q[-1] == ' ' || q[-1] == '\t')) {
-            last = q;
-            break;
-        }
-    }
+    rc = kcd_user_line_parse(p, last - p, &ul, &why);
 
-    while (last > p && (last[-1] == ' ' || last[-1] == '\t'
-                        || last[-1] == '\r'))
-    {
-        last--;
-    }
-
-    while (p < last && (*p == ' ' || *p == '\t')) {
-        p++;
-    }
-
-    if (p == last) {
+    if (rc == KCD_USER_LINE_EMPTY) {
         return NGX_OK;
     }
 
-    /* user names have no ':' (MS-ADTS sAMAccountName) */
-    colon = ngx_strlchr(p, last, ':');
-
-    if (colon == NULL) {
+    if (rc != KCD_USER_LINE_OK) {
+        ngx_explicit_memzero(&ul, sizeof(kcd_user_line_t));
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "kcd_ntlm_user_file \"%V\", line %ui: expected "
-                           "\"[DOMAIN\\]user:<32 hex digits>\"",
-                           &uf->path, n);
-        return NGX_ERROR;
-    }
-
-    hex = colon + 1;
-    end = ngx_strlchr(hex, last, ':');
-
-    if (end == NULL) {
-        end = last;
-    }
-
-    if (end - hex != 32) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "kcd_ntlm_user_file \"%V\", line %ui: the NT hash "
-                           "must be 32 hex digits", &uf->path, n);
+                           "kcd_ntlm_user_file %V:%ui: %s",
+                           &uf->path, n, why);
         return NGX_ERROR;
     }
 
@@ -193,116 +191,227 @@ ngx_http_kcd_user_file_line(ngx_conf_t *cf, ngx_http_kcd_user_file_t *uf,
         return NGX_ERROR;
     }
 
-    for (i = 0; i < 16; i++) {
-        hi = ngx_hextoi(&hex[2 * i], 1);
-        lo = ngx_hextoi(&hex[2 * i + 1], 1);
+    ngx_memzero(acc, sizeof(ngx_http_kcd_account_t));
 
-        if (hi == NGX_ERROR || lo == NGX_ERROR) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "kcd_ntlm_user_file \"%V\", line %ui: the NT "
-                               "hash must be 32 hex digits", &uf->path, n);
-            return NGX_ERROR;
-        }
+    ngx_memcpy(acc->hash, ul.hash, 16);
+    ngx_explicit_memzero(ul.hash, 16);
 
-        acc->hash[i] = (u_char) (hi * 16 + lo);
-    }
-
-    sep = ngx_strlchr(p, colon, '\\');
-
-    if (sep) {
-        acc->domain.data = p;
-        acc->domain.len = sep - p;
-        acc->user.data = sep + 1;
-        acc->user.len = colon - (sep + 1);
-
-    } else {
-        acc->domain.len = 0;
-        acc->domain.data = NULL;
-        acc->user.data = p;
-        acc->user.len = colon - p;
-    }
-
-    if (acc->user.len == 0 || (sep && acc->domain.len == 0)
-        || acc->user.len > NGX_HTTP_KCD_NAME_MAX
-        || acc->domain.len > NGX_HTTP_KCD_NAME_MAX)
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "kcd_ntlm_user_file \"%V\", line %ui: empty or "
-                           "too long user or domain name", &uf->path, n);
-        return NGX_ERROR;
-    }
+    acc->line = n;
 
     /* the line buffer is temporary */
 
-    acc->user.data = ngx_pstrdup(cf->pool, &acc->user);
+    acc->user.len = ul.user.len;
+    acc->user.data = ngx_pnalloc(cf->pool, ul.user.len);
     if (acc->user.data == NULL) {
         return NGX_ERROR;
     }
 
-    if (acc->domain.len) {
-        acc->domain.data = ngx_pstrdup(cf->pool, &acc->domain);
+    ngx_memcpy(acc->user.data, ul.user.data, ul.user.len);
+
+    if (ul.domain.len) {
+        acc->domain.len = ul.domain.len;
+        acc->domain.data = ngx_pnalloc(cf->pool, ul.domain.len);
         if (acc->domain.data == NULL) {
             return NGX_ERROR;
         }
+
+        ngx_memcpy(acc->domain.data, ul.domain.data, ul.domain.len);
     }
 
-    ngx_str_null(&acc->groups);
-
-    if (end < last) {
-        return ngx_http_kcd_user_file_groups(cf, uf, acc, end + 1, last, n);
+    if (ul.ngroups == 0) {
+        return NGX_OK;
     }
-
-    return NGX_OK;
-}
-
-
-/* the optional third field: groups for kcd_require (B20), comma-separated */
-
-static ngx_int_t
-ngx_http_kcd_user_file_groups(ngx_conf_t *cf, ngx_http_kcd_user_file_t *uf,
-    ngx_http_kcd_account_t *acc, u_char *p, u_char *last, ngx_uint_t n)
-{
-    u_char  *comma, *s, *e, *q;
 
     /* the names, each NUL-terminated, one after the other (B20) */
 
-    acc->groups.data = ngx_pnalloc(cf->pool, last - p + 1);
+    len = 0;
+
+    for (i = 0; i < ul.ngroups; i++) {
+        len += ul.groups[i].len + 1;
+    }
+
+    acc->groups.data = ngx_pnalloc(cf->pool, len);
     if (acc->groups.data == NULL) {
         return NGX_ERROR;
     }
 
     q = acc->groups.data;
 
-    while (p < last) {
-        comma = ngx_strlchr(p, last, ',');
-        if (comma == NULL) {
-            comma = last;
-        }
+    for (i = 0; i < ul.ngroups; i++) {
+        q = ngx_cpymem(q, ul.groups[i].data, ul.groups[i].len);
+        *q++ = '\0';
+    }
 
-        for (s = p; s < comma && (*s == ' ' || *s == '\t'); s++) {
-            /* void */
-        }
+    acc->groups.len = len;
 
-        for (e = comma; e > s && (e[-1] == ' ' || e[-1] == '\t'); e--) {
-            /* void */
-        }
+    return NGX_OK;
+}
 
-        if (e == s || e - s > NGX_HTTP_KCD_NAME_MAX) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "kcd_ntlm_user_file \"%V\", line %ui: empty "
-                               "or too long group name", &uf->path, n);
+
+/*
+ * The same account twice (same domain, or both without one, and the same
+ * user, compared with Unicode simple case mapping as Windows compares
+ * names and _find below does: "JÜRGEN" is "jürgen") is an error naming
+ * both lines: appending a new line to change a password must not leave
+ * the old one in force.  Folded keys sorted, O(n log n): user files of
+ * many thousand lines load fast.
+ */
+
+typedef struct {
+    u_char                  *key;     /* fold(domain) ffffffff fold(user) */
+    size_t                   len;
+    ngx_http_kcd_account_t  *acc;
+} ngx_http_kcd_account_key_t;
+
+
+static ngx_int_t
+ngx_http_kcd_user_file_unique(ngx_conf_t *cf, ngx_http_kcd_user_file_t *uf)
+{
+    u_char                      *p;
+    ngx_uint_t                   i, n;
+    ngx_http_kcd_account_t      *acc, *a, *b;
+    ngx_http_kcd_account_key_t  *keys;
+
+    n = uf->accounts.nelts;
+
+    if (n < 2) {
+        return NGX_OK;
+    }
+
+    keys = ngx_palloc(cf->temp_pool, n * sizeof(ngx_http_kcd_account_key_t));
+    if (keys == NULL) {
+        return NGX_ERROR;
+    }
+
+    acc = uf->accounts.elts;
+
+    for (i = 0; i < n; i++) {
+
+        /* at most one code point per byte, 4 bytes each, and a separator */
+
+        p = ngx_pnalloc(cf->temp_pool,
+                        4 * (acc[i].domain.len + acc[i].user.len + 1));
+        if (p == NULL) {
             return NGX_ERROR;
         }
 
-        q = ngx_cpymem(q, s, e - s);
-        *q++ = '\0';
+        keys[i].key = p;
+        keys[i].acc = &acc[i];
 
-        p = comma + 1;
+        p = ngx_http_kcd_account_fold(p, &acc[i].domain);
+        *p++ = 0xff; *p++ = 0xff; *p++ = 0xff; *p++ = 0xff;
+        p = ngx_http_kcd_account_fold(p, &acc[i].user);
+
+        keys[i].len = p - keys[i].key;
     }
 
-    acc->groups.len = q - acc->groups.data;
+    qsort(keys, n, sizeof(ngx_http_kcd_account_key_t),
+          ngx_http_kcd_account_cmp);
+
+    for (i = 1; i < n; i++) {
+        if (keys[i - 1].len != keys[i].len
+            || ngx_memcmp(keys[i - 1].key, keys[i].key, keys[i].len) != 0)
+        {
+            continue;
+        }
+
+        a = keys[i - 1].acc;
+        b = keys[i].acc;
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "kcd_ntlm_user_file %V:%ui and %V:%ui: "
+                           "account \"%V%s%V\" defined twice",
+                           &uf->path, a->line, &uf->path, b->line,
+                           &b->domain, b->domain.len ? "\\" : "",
+                           &b->user);
+        return NGX_ERROR;
+    }
 
     return NGX_OK;
+}
+
+
+/*
+ * name -> its code points under Unicode simple uppercase mapping
+ * (kcd_names_upper(), the mapping kcd_names_equal() and so
+ * ngx_http_kcd_user_file_find() use), 4 bytes each, big-endian: equal keys
+ * are names _find cannot tell apart.  A byte that is not UTF-8 stays
+ * itself, marked so that it equals nothing else.
+ */
+
+static u_char *
+ngx_http_kcd_account_fold(u_char *dst, ngx_str_t *name)
+{
+    u_char    *p, *last;
+    uint32_t   c;
+    size_t     n, k;
+
+    p = name->data;
+    last = name->data + name->len;
+
+    while (p < last) {
+        c = *p;
+        n = (c < 0x80) ? 1 : (c >= 0xc2 && c <= 0xdf) ? 2
+            : (c >= 0xe0 && c <= 0xef) ? 3 : (c >= 0xf0 && c <= 0xf4) ? 4 : 0;
+
+        if (n > 1 && (size_t) (last - p) >= n) {
+            c &= 0xff >> (n + 1);
+
+            for (k = 1; k < n; k++) {
+                if ((p[k] & 0xc0) != 0x80) {
+                    break;
+                }
+
+                c = (c << 6) | (p[k] & 0x3f);
+            }
+
+            if (k < n) {
+                n = 0;
+            }
+        }
+
+        if (n == 0 || (size_t) (last - p) < n) {
+            c = 0x80000000 | *p;
+            n = 1;
+
+        } else {
+            c = kcd_names_upper(c);
+        }
+
+        *dst++ = (u_char) (c >> 24);
+        *dst++ = (u_char) (c >> 16);
+        *dst++ = (u_char) (c >> 8);
+        *dst++ = (u_char) c;
+
+        p += n;
+    }
+
+    return dst;
+}
+
+
+/* by folded name, equal names by line */
+
+static int ngx_libc_cdecl
+ngx_http_kcd_account_cmp(const void *one, const void *two)
+{
+    int                          rc;
+    ngx_http_kcd_account_key_t  *a, *b;
+
+    a = (ngx_http_kcd_account_key_t *) one;
+    b = (ngx_http_kcd_account_key_t *) two;
+
+    rc = ngx_memcmp(a->key, b->key, ngx_min(a->len, b->len));
+
+    if (rc != 0) {
+        return rc < 0 ? -1 : 1;
+    }
+
+    if (a->len != b->len) {
+        return a->len < b->len ? -1 : 1;
+    }
+
+    return a->acc->line < b->acc->line ? -1 : (a->acc->line > b->acc->line);
 }
 
 

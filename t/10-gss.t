@@ -128,14 +128,15 @@ sub kdc {
 }
 
 my $r = cmd('check');
-is($r->{rc}, 'OK', 'check_keytab: proxy keytab holds the principal')
+is($r->{rc}, 'OK', 'keytab_load: proxy keytab holds the principal')
     or diag $r->{line};
 
 $out = `$bin $kt HTTP/nokey.kcd.test\@KCD.TEST check`;
 like($out, qr/^ERROR .*holds no key for "HTTP\/nokey/,
-    'check_keytab: principal not in keytab');
+    'keytab_load: principal not in keytab');
 $out = `$bin $dir/nonexistent.keytab $proxy check`;
-like($out, qr/^ERROR .*not readable/, 'check_keytab: missing keytab');
+like($out, qr/^ERROR .*nonexistent.keytab" cannot be opened: No such file/,
+     'keytab_load: missing keytab, with the OS error');
 
 # delegate: one AS (proxy TGT, once), S4U2Self + S4U2Proxy per call
 

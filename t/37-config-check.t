@@ -175,6 +175,21 @@ my %bad = (
     'empty domain'      => "\\alice:$H",
     'empty user'        => "KCD\\:$H",
     'no user at all'    => ":$H",
+    'empty password'    => "KCD\\alice:31d6cfe0d16ae931b73c59d7e0c089c0",
+    'empty password, upper case'
+                        => "KCD\\alice:31D6CFE0D16AE931B73C59D7E0C089C0",
+    'two backslashes'   => "KCD\\x\\alice:$H",
+    'empty group list'  => "KCD\\alice:$H:",
+    'empty group name'  => "KCD\\alice:$H:Staff,,Admins",
+    'group list, trailing comma' => "KCD\\alice:$H:Staff,",
+    'text after the hash' => "KCD\\alice:${H}x:Staff",
+);
+my %why = (
+    'empty password' => qr/NT hash of the empty password/,
+    'empty password, upper case' => qr/NT hash of the empty password/,
+    'empty group name' => qr/empty group name/,
+    'group list, trailing comma' => qr/empty group name/,
+    'empty group list' => qr/empty group list/,
 );
 for my $k (sort keys %bad) {
     (my $f = "users-" . $k) =~ s/\W+/-/g;
@@ -190,7 +205,7 @@ for my $k (sort keys %bad) {
     }
 EOF
         marker => qr/kcd_ntlm_user_file /,
-        like => [qr/\Q$dir\/$f\E/, qr/line 4\b/]);
+        like => [qr/\Q$dir\/$f\E:4: /, $why{$k} || ()]);
 }
 
 check('duplicate kcd_auth', <<"EOF",

@@ -13,7 +13,7 @@
  *                                     kcd_gss_token_local after the first
  *   accept TOKENFILE [EVFILE]         raw client token from a file
  *   password USER PASSWORD
- *   check                             kcd_gss_check_keytab
+ *   check                             kcd_gss_keytab_load
  *   bench USER SPN N                  N delegations, mean time
  *   threads USER SPN T N              T threads x N delegations at once
  *
@@ -452,9 +452,12 @@ run(int argc, char **argv)
         do_password(argv[1], argv[2]);
 
     } else if (strcmp(argv[0], "check") == 0) {
+        kcd_gss_keytab_t  *kt;
+
         err[0] = '\0';
-        rc = kcd_gss_check_keytab(keytab, princ, err, sizeof(err));
+        rc = kcd_gss_keytab_load(&kt, keytab, princ, err, sizeof(err));
         printf("%s err=%s\n", rc == 0 ? "OK" : "ERROR", err);
+        kcd_gss_keytab_free(kt);
 
     } else if (strcmp(argv[0], "bench") == 0 && argc >= 4) {
         do_bench(argv[1], argv[2], atoi(argv[3]));
