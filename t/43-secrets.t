@@ -1,0 +1,167 @@
+#!/usr/bin/perl
+
+# B17: secrets are read like TLS keys.  The keytab (root 0600) and the user
+# file (root 0600) are read by the master at configuration time; workers
+# run as "nobody" and never open them, and NTLM logons are delegated with
+# S4U2Self + S4U2Proxy.  A reload re-reads both: after a key rotation
+# (new kvno, the old key gone at the KDC) a reload makes the new key work,
+# while tickets already in kcd_ticket_cache keep working until they expire.
+# A reload whose keytab cannot be read fails with emerg, the path and the
+# OS error, and the running workers keep serving.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+
+use File::Copy qw(copy);
+use Test::More;
+
+use KcdTest qw(port);
+use KcdNTLM qw(:all);
+use KcdRealm;
+use KcdApache;
+
+my $t = KcdTest->new->skip_unless_module;
+
+my $missing = KcdRealm->missing || KcdApache->missing;
+plan skip_all => "missing: $missing" if $missing;
+plan skip_all => 'needs root (workers as nobody)' if $> != 0;
+my (undef, undef, $nobody_uid) = getpwnam('nobody');
+plan skip_all => 'no user nobody' unless defined $nobody_uid;
+
+$SIG{ALRM} = sub { die "43-secrets.t: timeout\n" };
+$SIG{PIPE} = "IGNORE";
+alarm 180;
+
+my $dir = $t->testdir;
+my $realm = KcdRealm->start(dir => "$dir/realm");
+my $be = KcdApache->start(dir => $dir, realm => $realm);
+
+# nobody may walk to krb5.conf (workers read it), nothing else
+chmod 0711, $dir, "$dir/realm";
+chmod 0644, $realm->krb5_conf;
+
+my %PW = %KcdRealm::PASSWORDS;
+$t->write_file('users', join('', map {
+    "KCD\\$_:" . unpack('H*', nt_hash($PW{$_})) . "\n"
+} sort keys %PW));
+chmod 0600, "$dir/users";
+
+my $keytab = "$dir/proxy.keytab";
+copy($realm->keytab('proxy'), $keytab) or die "copy: $!";
+chmod 0600, $keytab;
+
+my $krb5_conf = $realm->krb5_conf;
+my $aport = $be->port;
+
+$t->write_config(<<"EOF",
+    log_format kcd '\$kcd_user|\$kcd_ticket_cache_status|\$status';
+
+    kcd_keytab $keytab;
+    kcd_service_principal HTTP/proxy.kcd.test\@KCD.TEST;
+    kcd_ticket_cache zone=tickets:1m;
+
+    server {
+        listen 127.0.0.1:%%PORT_8080%%;
+        access_log %%TESTDIR%%/kcd.log kcd;
+
+        kcd_auth ntlm;
+        kcd_ntlm_user_file %%TESTDIR%%/users;
+        kcd_ntlm_domain KCD;
+        kcd_realm KCD.TEST;
+
+        location / {
+            kcd_spn HTTP/backend.kcd.test;
+            proxy_pass http://127.0.0.1:$aport;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host backend.kcd.test;
+            add_header X-Cache \$kcd_ticket_cache_status always;
+        }
+    }
+EOF
+    user => 'nobody nogroup',
+    main => "env KRB5_CONFIG=$krb5_conf;\nthread_pool default threads=2;");
+
+$t->run;
+
+my @w = $t->worker_pids;
+ok(@w, 'workers running');
+my $uid = (stat "/proc/$w[0]")[4];
+is($uid, $nobody_uid, 'workers run as nobody');
+is((stat $keytab)[2] & 0777, 0600, 'keytab is root 0600');
+is((stat "$dir/users")[2] & 0777, 0600, 'user file is root 0600');
+ok(system('/usr/bin/setpriv', '--reuid=nobody', '--regid=nogroup',
+          '--clear-groups', '/bin/sh', '-c', "cat $keytab >/dev/null 2>&1") != 0,
+   'nobody cannot read the keytab');
+
+sub login {
+    my ($user) = @_;
+    my $c = KcdTest::Conn->new(port => port(8080));
+    my (undef, $r) = ntlm_login($c, '/echo', user => $user, domain => 'KCD',
+                                password => $PW{$user});
+    return $r || { status => 0 };
+}
+
+my $r = login('alice');
+is($r->{status}, 200, 'alice: NTLM, delegated, 200');
+is($r->header('X-Remote-User'), 'alice@KCD.TEST', 'Apache saw alice');
+is($r->header('X-Cache'), 'MISS', 'first request: a new ticket');
+
+my $errlog = $t->read_file('error.log') // '';
+unlike($errlog, qr/Permission denied|No credentials cache|EACCES/,
+       'no permission error in the workers');
+
+# key rotation: ktadd gives the proxy a new random key (kvno + 1); the
+# old one no longer works at the KDC
+my $newkt = "$dir/proxy-new.keytab";
+my ($rc, $out) = $realm->kadmin("ktadd -k $newkt HTTP/proxy.kcd.test");
+is($rc, 0, 'kadmin: new key for HTTP/proxy.kcd.test') or diag($out);
+my ($kvno) = $out =~ /kvno (\d+)/;
+ok($kvno && $kvno > 1, "new kvno $kvno");
+rename $newkt, $keytab or die "rename: $!";
+chmod 0600, $keytab;
+
+my $mark = $realm->log_mark;
+$t->reload;
+# wait until the new workers answer: a request on a new connection
+my $ok = 0;
+for my $try (1 .. 50) {
+    my %old = map { $_ => 1 } @w;
+    my @now = $t->worker_pids;
+    if (@now && !grep { $old{$_} } @now) { $ok = 1; last }
+    select undef, undef, undef, 0.1;
+}
+ok($ok, 'reload: new workers');
+
+$r = login('alice');
+is($r->{status}, 200, 'after rotation and reload: alice (cached ticket) 200');
+is($r->header('X-Cache'), 'HIT', '... from kcd_ticket_cache, no KDC call');
+
+$r = login('carol');
+is($r->{status}, 200, 'after rotation and reload: carol (new S4U) 200');
+is($r->header('X-Remote-User'), 'carol@KCD.TEST', 'Apache saw carol');
+is($r->header('X-Cache'), 'MISS', '... a new ticket');
+is($realm->count_requests(type => 'AS_REQ', since => $mark,
+                          match => qr/HTTP\/proxy\.kcd\.test/), 1,
+   'the proxy got its TGT with the new key');
+
+# a reload with an unreadable keytab: emerg with path and OS error; the
+# running workers keep serving
+rename $keytab, "$keytab.away" or die;
+$mark = $t->log_mark;
+$t->reload;
+ok($t->wait_for_log(qr/\[emerg\].*kcd_keytab ".*proxy\.keytab" cannot be opened \(2: No such file or directory\)/,
+                    5, undef, $mark),
+   'reload without the keytab: emerg, path and OS error');
+rename "$keytab.away", $keytab or die;
+
+$r = login('bob');
+ok($r->{status} == 502 || $r->{status} == 200,
+   'workers still serve after the failed reload');
+$r = login('alice');
+is($r->{status}, 200, 'alice still 200 after the failed reload');
+
+done_testing();
