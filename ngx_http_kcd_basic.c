@@ -395,7 +395,7 @@ ngx_http_kcd_basic_done(ngx_http_request_t *r, ngx_http_kcd_task_t *t)
                       "cannot be checked: %s: %s", &ctx->basic_user,
                       &ctx->basic_domain,
                       t->kind == NGX_HTTP_KCD_TASK_WB_PLAIN
-                      ? "domain controller unreachable"
+                      ? "winbind"
                       : "KDC unreachable",
                       t->kind == NGX_HTTP_KCD_TASK_WB_PLAIN
                       ? t->wb.error : t->error);

@@ -182,9 +182,16 @@ kcd_gss_classify(OM_uint32 minor)
 
     switch (code) {
 
+    /*
+     * B21: no KDC configured or found for the realm is a name problem (a
+     * realm typed in lower case, a malformed SPN, a realm we don't
+     * serve), answered like a KDC refusal, not as an unreachable KDC.
+     */
+    case KRB5_REALM_UNKNOWN:
+        return KCD_GSS_REFUSED;
+
     case KRB5_KDC_UNREACH:
     case KRB5_REALM_CANT_RESOLVE:
-    case KRB5_REALM_UNKNOWN:
     case KRB5KDC_ERR_SVC_UNAVAILABLE:
     case KRB5KRB_AP_ERR_SKEW:
     case ETIMEDOUT:
@@ -232,6 +239,10 @@ kcd_gss_hint(OM_uint32 minor)
     case ECONNREFUSED:
         return "KDC unreachable";
 
+    case KRB5_REALM_UNKNOWN:
+        return "no KDC known for this realm (realms are upper case: a "
+               "misspelled realm or a malformed name?)";
+
     case KRB5KDC_ERR_PREAUTH_FAILED:
     case KRB5KRB_AP_ERR_BAD_INTEGRITY:
         return "wrong password";
@@ -259,7 +270,9 @@ kcd_gss_fail(const char *what, OM_uint32 major, OM_uint32 minor,
     hint = kcd_gss_hint(minor);
 
     kcd_gss_err(err, errlen, "%s%s: %s%s%s%s",
-                rc == KCD_GSS_REFUSED ? "KDC refused " : "",
+                (rc == KCD_GSS_REFUSED
+                 && (krb5_error_code) minor != KRB5_REALM_UNKNOWN)
+                ? "KDC refused " : "",
                 what,
                 hint ? hint : "", hint ? " (" : "", text, hint ? ")" : "");
 
@@ -886,6 +899,44 @@ kcd_gss_check_name(const char *what, const char *s, char *err,
 }
 
 
+/*
+ * B21: an SPN is "service/host[@REALM]" with an upper-case realm.  Checked
+ * before any KDC call: "HTTP@host" (the GSSAPI host-based form) parses as
+ * principal "HTTP" in realm "host", and MIT then reports "Cannot find KDC
+ * for realm", which must not read as an unreachable KDC.
+ */
+
+static int
+kcd_gss_check_spn(const char *spn, char *err, size_t errlen)
+{
+    const char  *slash, *at, *p;
+
+    slash = strchr(spn, '/');
+    at = strchr(spn, '@');
+
+    if (slash == NULL || slash == spn || slash[1] == '\0'
+        || slash[1] == '@' || strchr(slash + 1, '/') != NULL
+        || (at && (at < slash || at[1] == '\0' || strchr(at + 1, '@'))))
+    {
+        kcd_gss_err(err, errlen, "malformed SPN \"%s\": not "
+                    "service/host[@REALM]%s", spn,
+                    (at && slash == NULL) ? " (\"service@host\" is the "
+                    "GSSAPI form)" : "");
+        return KCD_GSS_ERROR;
+    }
+
+    for (p = at; p && *p; p++) {
+        if (*p >= 'a' && *p <= 'z') {
+            kcd_gss_err(err, errlen, "malformed SPN \"%s\": realm in lower "
+                        "case", spn);
+            return KCD_GSS_ERROR;
+        }
+    }
+
+    return KCD_GSS_OK;
+}
+
+
 static int
 kcd_gss_same_user(gss_cred_id_t cred, const char *user, char *err,
     size_t errlen)
@@ -944,7 +995,8 @@ kcd_gss_delegate(kcd_gss_t *g, const char *user, const char *spn,
     *endtime = 0;
 
     if (kcd_gss_check_name("user", user, err, errlen) != KCD_GSS_OK
-        || kcd_gss_check_name("SPN", spn, err, errlen) != KCD_GSS_OK)
+        || kcd_gss_check_name("SPN", spn, err, errlen) != KCD_GSS_OK
+        || kcd_gss_check_spn(spn, err, errlen) != KCD_GSS_OK)
     {
         return KCD_GSS_ERROR;
     }

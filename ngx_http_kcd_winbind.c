@@ -150,6 +150,37 @@ kcd_wb_nt_unavailable(uint32_t st)
 }
 
 
+/* puts "cause: " before the error text already in res->error */
+
+static void
+kcd_wb_cause(kcd_wb_result_t *res, const char *cause)
+{
+    size_t  n, m;
+    char    text[sizeof(res->error)];
+
+    memcpy(text, res->error, sizeof(text));
+    text[sizeof(text) - 1] = '\0';
+
+    /* cause + ": " + as much of the text as fits */
+    n = strlen(cause);
+    if (n > sizeof(res->error) - 3) {
+        n = sizeof(res->error) - 3;
+    }
+
+    memcpy(res->error, cause, n);
+    memcpy(res->error + n, ": ", 2);
+    n += 2;
+
+    m = strlen(text);
+    if (m > sizeof(res->error) - 1 - n) {
+        m = sizeof(res->error) - 1 - n;
+    }
+
+    memcpy(res->error + n, text, m);
+    res->error[n + m] = '\0';
+}
+
+
 /*
  * Map the outcome of wbcCtxAuthenticateUserEx() and free what it returned.
  * The session key is wiped from libwbclient's copy before it goes back to
@@ -211,9 +242,24 @@ kcd_wb_result(wbcErr wbc, struct wbcAuthUserInfo *info,
         rc = kcd_wb_nt_unavailable(err->nt_status) ? KCD_WB_UNAVAILABLE
                                                    : KCD_WB_DENIED;
 
+        if (rc == KCD_WB_UNAVAILABLE) {
+            /* B21: winbindd answered, the domain behind it did not */
+            kcd_wb_cause(res, "domain controller unreachable");
+        }
+
     } else {
         (void) snprintf(res->error, sizeof(res->error), "winbind: %s",
                         wbcErrorString(wbc));
+
+        /*
+         * B21: no answer from winbindd itself is not the domain's fault:
+         * winbindd is not running, or this worker may not use its
+         * privileged pipe (group winbindd_priv)
+         */
+        if (wbc == WBC_ERR_WINBIND_NOT_AVAILABLE) {
+            kcd_wb_cause(res, "winbindd not available (not running, or no "
+                         "access to its privileged pipe)");
+        }
 
         switch (wbc) {
 

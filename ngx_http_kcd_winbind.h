@@ -15,7 +15,8 @@
 #define KCD_WB_OK            0
 #define KCD_WB_DENIED       -1   /* wrong password, unknown user, guest,
                                     disabled, locked: 401 */
-#define KCD_WB_UNAVAILABLE  -2   /* winbindd or the DC unreachable: 503 */
+#define KCD_WB_UNAVAILABLE  -2   /* winbindd or the DC unreachable: 503;
+                                    the error text starts with which */
 
 #define KCD_WB_GROUPS_SIZE  8192
 

@@ -567,7 +567,7 @@ ngx_http_kcd_ntlm_winbind_done(ngx_http_request_t *r, ngx_http_kcd_task_t *t)
         ngx_http_kcd_count(r, winbind_unavailable);
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "kcd: NTLM logon of user \"%V\" domain \"%V\" cannot "
-                      "be checked: domain controller unreachable: %s",
+                      "be checked: %s",
                       &ctx->ntlm_user, &ctx->ntlm_domain, t->wb.error);
         return NGX_HTTP_SERVICE_UNAVAILABLE;
     }
