@@ -7,6 +7,7 @@
 #   make bench    benchmarks (bench/), results to stdout
 #   make asan     build-asan/ngx_http_kcd_module.so: ASan + UBSan build (t/90)
 #   make fuzz     libFuzzer harnesses of fuzz/targets, FUZZ_SECONDS each (60)
+#   make deb      Debian package libnginx-mod-http-kcd (dh_nginx) in build/deb/
 
 NGINX_SRC  ?= /usr/share/nginx/src
 BUILD      ?= build
@@ -16,13 +17,13 @@ KCD_CFLAGS ?= -Wall -Wextra -Wno-unused-parameter -Werror -g -O2
 
 SRCS = $(wildcard ngx_http_*.c) $(wildcard ngx_http_*.h) config
 
-.PHONY: all module deps test unit demo demo-stop bench clean tools fuzz asan
+.PHONY: all module deps test unit demo demo-stop bench clean tools fuzz asan deb
 
 all: module tools
 
 module: $(BUILD)/ngx_http_kcd_module.so
 
-$(BUILD)/nginx/objs/Makefile: config
+$(BUILD)/nginx/objs/Makefile: config debian/changelog
 	@test -d $(NGINX_SRC)/auto || { echo "no nginx source tree in $(NGINX_SRC): run 'make deps' (package nginx-dev) or set NGINX_SRC"; exit 1; }
 	rm -rf $(BUILD)/nginx
 	mkdir -p $(BUILD)
@@ -98,6 +99,16 @@ $(ASAN_BUILD)/nodlclose.so: t/sanitizer/nodlclose.c
 
 fuzz:
 	FUZZ_SECONDS=$(FUZZ_SECONDS) BUILD=$(BUILD) sh fuzz/fuzz.sh run
+
+# dpkg-buildpackage writes next to the source tree: build a copy of the
+# committed and working files in build/deb/src, packages land in build/deb/
+deb:
+	rm -rf $(BUILD)/deb
+	mkdir -p $(BUILD)/deb/src
+	tar -c --exclude='./build' --exclude='./.git' --exclude='./debian/build' \
+	    -f - . | tar -x -C $(BUILD)/deb/src -f -
+	cd $(BUILD)/deb/src && dpkg-buildpackage -b -uc -us
+	@ls $(BUILD)/deb/*.deb
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

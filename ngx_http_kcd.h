@@ -412,6 +412,7 @@ ngx_int_t ngx_http_kcd_keytab_load(ngx_conf_t *cf,
 ngx_int_t ngx_http_kcd_conf_check_location(ngx_conf_t *cf,
     ngx_http_kcd_loc_conf_t *klcf);
 ngx_int_t ngx_http_kcd_conf_check_servers(ngx_conf_t *cf);
+ngx_int_t ngx_http_kcd_init_module(ngx_cycle_t *cycle);
 
 ngx_http_kcd_account_t *ngx_http_kcd_user_file_find(
     ngx_http_kcd_user_file_t *uf, ngx_str_t *user, ngx_str_t *domain);

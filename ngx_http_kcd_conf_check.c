@@ -367,6 +367,29 @@ ngx_http_kcd_conf_check_servers(ngx_conf_t *cf)
 }
 
 
+/*
+ * init_module, in the master at start-up and at every reload: one NOTICE
+ * line with the version (debian/changelog), so the error log says which
+ * build is running.  Not for "nginx -t".
+ */
+
+#ifndef NGX_HTTP_KCD_VERSION
+#define NGX_HTTP_KCD_VERSION  "unknown"
+#endif
+
+ngx_int_t
+ngx_http_kcd_init_module(ngx_cycle_t *cycle)
+{
+    if (!ngx_test_config) {
+        ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
+                      "ngx_http_kcd_module/%s (nginx/%s)",
+                      NGX_HTTP_KCD_VERSION, NGINX_VERSION);
+    }
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_http_kcd_conf_check_lower(ngx_str_t *s)
 {

@@ -239,7 +239,7 @@ ngx_module_t  ngx_http_kcd_module = {
     ngx_http_kcd_commands,                 /* module directives */
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
-    NULL,                                  /* init module */
+    ngx_http_kcd_init_module,              /* init module */
     ngx_http_kcd_init_process,             /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */

@@ -4,7 +4,7 @@
 set -eu
 
 PKGS="
-build-essential pkg-config
+build-essential pkg-config debhelper dpkg-dev
 nginx-core nginx-dev libpcre2-dev libssl-dev zlib1g-dev
 libkrb5-dev krb5-user krb5-kdc krb5-admin-server krb5-kdc-ldap
 slapd ldap-utils
