@@ -7,6 +7,17 @@
 # `make demo-stop`.
 #
 #   perl tools/demo.pl start|stop|status
+#
+# Ports (all on 127.0.0.1; each falls back to the next free one when taken,
+# and README.txt shows the ones in use):
+#
+#   KCD_DEMO_HTTP_PORT     nginx, plain HTTP       (default 8080)
+#   KCD_DEMO_HTTPS_PORT    nginx, TLS              (default 8443)
+#   KCD_DEMO_KDC_PORT      MIT KDC, UDP and TCP    (default 8088)
+#   KCD_DEMO_BACKEND_PORT  Apache backend          (default 8081)
+#   KCD_DEMO_DIR           where everything lives  (default /tmp/kcd-demo)
+#
+# slapd listens on a Unix socket under KCD_DEMO_DIR, not on a port.
 
 use strict;
 use warnings;
@@ -121,11 +132,14 @@ sub start_all {
     my $why = KcdRealm->missing;
     die "missing: $why (run make deps)\n" if $why;
 
-    my $realm = KcdRealm->start(dir => "$DIR/realm")
+    my $kdc_port = free_port($ENV{KCD_DEMO_KDC_PORT} || 8088, 'udp');
+    my $realm = KcdRealm->start(dir => "$DIR/realm", kdc_port => $kdc_port)
         or die "the KDC did not start\n";
     our $REALM = $realm;
 
-    my $be = KcdApache->start(dir => "$DIR/backend", realm => $realm)
+    my $be = KcdApache->start(dir => "$DIR/backend", realm => $realm,
+                              port => free_port($ENV{KCD_DEMO_BACKEND_PORT}
+                                                || 8081))
         or die "Apache did not start: " . (KcdApache->missing || '') . "\n";
     our $BE = $be;
 
@@ -142,6 +156,7 @@ sub start_all {
 
     my $http = free_port($ENV{KCD_DEMO_HTTP_PORT} || 8080);
     my $https = free_port($ENV{KCD_DEMO_HTTPS_PORT} || 8443);
+    $https = free_port($https + 1) if $https == $http;
     my $kt = $realm->keytab('proxy');
     my $krb5 = $realm->krb5_conf;
     my $bport = $be->port;
@@ -216,12 +231,22 @@ NTLM from the client, Kerberos constrained delegation to the backend:
 
   -> user=alice\@KCD.TEST ...   (the backend saw alice's Kerberos ticket)
 
-Basic over TLS, Kerberos (after kinit), a user the KDC won't delegate:
+Basic over TLS, Kerberos (after kinit):
 
   curl -k --basic -u 'alice:Alice-Pass1' https://127.0.0.1:$https/echo
   echo Alice-Pass1 | $env kinit alice && \\
     $env curl --negotiate -u : --resolve proxy.kcd.test:$http:127.0.0.1 http://proxy.kcd.test:$http/echo
-  curl -i --ntlm -u 'KCD\\carol:Carol-Pass1' http://127.0.0.1:$http/echo   (allowed too)
+
+Another user, delegated too:
+
+  curl --ntlm -u 'KCD\\carol:Carol-Pass1' http://127.0.0.1:$http/echo
+
+A user the KDC won't delegate (bob is "sensitive, cannot be delegated"):
+his logon succeeds, the KDC refuses S4U2Proxy, nothing is forwarded:
+
+  curl -i --ntlm -u 'KCD\\bob:Bob-Pass1' http://127.0.0.1:$http/echo
+  -> HTTP/1.1 502 Bad Gateway; error.log: "KDC refused delegation of
+     \"bob\@KCD.TEST\" to \"HTTP/backend.kcd.test\" ..."
 
 Counters: curl http://127.0.0.1:$http/kcd-status
 Access log (user, principal, scheme, ticket cache): $tdir/access.log
@@ -233,8 +258,9 @@ EOF
 }
 
 
+# the wanted port, or the next free one (TCP, and UDP too for the KDC)
 sub free_port {
-    my ($want) = @_;
+    my ($want, $udp) = @_;
 
     require IO::Socket::INET;
 
@@ -242,13 +268,20 @@ sub free_port {
         my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
                                       LocalPort => $p, Listen => 1,
                                       ReuseAddr => 1);
-        if ($s) {
-            close $s;
-            return $p;
+        next unless $s;
+        close $s;
+
+        if ($udp) {
+            my $u = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+                                          LocalPort => $p, Proto => 'udp');
+            next unless $u;
+            close $u;
         }
+
+        return $p;
     }
 
-    return KcdTest::port(9999);
+    return $udp ? KcdRealm->free_port : KcdTest::port(9999);
 }
 
 
