@@ -75,6 +75,13 @@ $t->write_config(<<"EOF",
             proxy_pass http://127.0.0.1:$aport;
         }
 
+        # NTLM pass-through to a winbindd that is not running
+        location /wb/ {
+            kcd_auth ntlm;
+            kcd_ntlm_winbind on;
+            proxy_pass http://127.0.0.1:$aport/;
+        }
+
         # Basic checked by the KDC (AS exchange): no user file, no winbind
         location /basic/ {
             kcd_auth basic;
@@ -135,6 +142,24 @@ is($r->{status}, 401, 'Basic alice@NO-SUCH.REALM: 401, not 503');
 $line = $t->wait_for_log(qr/kcd: .*NO-SUCH\.REALM/i, 3, undef, $mark) // '';
 unlike($line, qr/unreachable/, 'unknown realm: not "KDC unreachable"')
     or diag($line);
+
+# winbindd not running: 503, and the log says so, not "domain controller
+# unreachable" (the DC may be fine)
+SKIP: {
+    skip 'a winbindd is running on this machine', 3
+        if -S '/run/samba/winbindd/pipe';
+    my $c = KcdTest::Conn->new(port => port(8080));
+    $mark = $t->log_mark;
+    my (undef, $w) = ntlm_login($c, '/wb/echo', user => 'alice',
+                                domain => 'KCD', password => $PW{alice});
+    is($w && $w->{status}, 503, 'winbindd not running: 503');
+    $line = $t->wait_for_log(qr/kcd: NTLM logon of user "alice"/, 3, undef,
+                             $mark) // '';
+    like($line, qr/\[error\].*cannot be checked: winbindd not available/,
+         'winbindd not running: logged as "winbindd not available"');
+    unlike($line, qr/domain controller unreachable/,
+           '... not as "domain controller unreachable"');
+}
 
 # the KDC really away: 503, "unreachable"
 $realm->stop_kdc;
