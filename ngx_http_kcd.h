@@ -127,6 +127,8 @@ typedef struct {
     ngx_uint_t                 auth_schemes;
     ngx_str_t                  auth_file;
     ngx_uint_t                 auth_line;
+    ngx_str_t                  basic_file;
+    ngx_uint_t                 basic_line;
     ngx_uint_t                 keepalive_warned;
 } ngx_http_kcd_srv_conf_t;
 

@@ -260,6 +260,13 @@ ngx_http_kcd_conf_check_location(ngx_conf_t *cf,
         kscf->auth_line = klcf->auth_line;
     }
 
+    if ((klcf->schemes & NGX_HTTP_KCD_BASIC)
+        && !(kscf->auth_schemes & NGX_HTTP_KCD_BASIC))
+    {
+        kscf->basic_file = klcf->auth_file;
+        kscf->basic_line = klcf->auth_line;
+    }
+
     kscf->auth_schemes |= klcf->schemes;
 
     if (clcf->keepalive_timeout == 0
@@ -359,7 +366,7 @@ ngx_http_kcd_conf_check_servers(ngx_conf_t *cf)
                           "\"kcd_auth basic\" in %V:%ui on a server without "
                           "a TLS listener: Basic is offered and accepted "
                           "only over TLS, so it never will be here",
-                          &kscf->auth_file, kscf->auth_line);
+                          &kscf->basic_file, kscf->basic_line);
         }
     }
 

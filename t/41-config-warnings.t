@@ -267,6 +267,9 @@ check('Basic on a server without a TLS listener', <<"EOF",
     server {
         $srv
         kcd_ntlm_user_file %%TESTDIR%%/users;
+        location /n/ {
+            kcd_auth ntlm;
+        }
         location / {
             kcd_auth ntlm basic;
         }
