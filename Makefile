@@ -105,8 +105,8 @@ fuzz:
 deb:
 	rm -rf $(BUILD)/deb
 	mkdir -p $(BUILD)/deb/src
-	tar -c --exclude='./build' --exclude='./.git' --exclude='./debian/build' \
-	    -f - . | tar -x -C $(BUILD)/deb/src -f -
+	tar -c --exclude-vcs --exclude-vcs-ignores --exclude='./build' \
+	    --exclude='./debian/build' -f - . | tar -x -C $(BUILD)/deb/src -f -
 	cd $(BUILD)/deb/src && dpkg-buildpackage -b -uc -us
 	@ls $(BUILD)/deb/*.deb
 
