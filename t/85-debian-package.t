@@ -63,7 +63,7 @@ plan skip_all => "$PKG is already installed: not touching it" if installed();
     close $s;
 }
 
-$SIG{ALRM} = sub { die "80-debian-package.t: timeout\n" };
+$SIG{ALRM} = sub { die "85-debian-package.t: timeout\n" };
 alarm 600;
 
 my $t = KcdTest->new;
@@ -150,7 +150,7 @@ chmod 0600, "$dir/users";
 my $port = port(8080);
 open(my $fh, '>', $site) or die "$site: $!";
 print $fh <<"EOF";
-# written by t/80-debian-package.t, removed at its end
+# written by t/85-debian-package.t, removed at its end
 server {
     listen 127.0.0.1:$port;
     kcd_auth ntlm;

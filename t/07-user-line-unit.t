@@ -2,7 +2,7 @@
 
 # The user file's line parser (ngx_http_kcd_userline.c) without nginx:
 # fields, comments, blanks, CR, the groups field, and every malformed form
-# with its reason.  The same function loads the file in nginx (t/42) and is
+# with its reason.  The same function loads the file in nginx (t/49) and is
 # the entry point for a fuzz harness.
 
 use strict;

@@ -31,7 +31,7 @@ plan skip_all => 'needs root (workers as nobody)' if $> != 0;
 my (undef, undef, $nobody_uid) = getpwnam('nobody');
 plan skip_all => 'no user nobody' unless defined $nobody_uid;
 
-$SIG{ALRM} = sub { die "43-secrets.t: timeout\n" };
+$SIG{ALRM} = sub { die "57-secrets.t: timeout\n" };
 $SIG{PIPE} = "IGNORE";
 alarm 180;
 

@@ -25,7 +25,7 @@ my $t = KcdTest->new->skip_unless_module;
 my $missing = KcdRealm->missing || KcdApache->missing;
 plan skip_all => "missing: $missing" if $missing;
 
-$SIG{ALRM} = sub { die "44-error-causes.t: timeout\n" };
+$SIG{ALRM} = sub { die "58-error-causes.t: timeout\n" };
 $SIG{PIPE} = "IGNORE";
 alarm 180;
 
