@@ -21,12 +21,15 @@ my $ROOT = KcdTest::repo_root();
 my $dir = tempdir(CLEANUP => 1);
 my $bin = "$dir/userline_unit";
 
-is(system('cc', '-Wall', '-Wextra', '-Werror', '-g', '-O1',
-          '-fsanitize=address,undefined',
-          "-I$ROOT", '-o', $bin, "$ROOT/t/unit/userline_unit.c",
-          "$ROOT/ngx_http_kcd_userline.c"), 0,
-   'userline_unit builds (-Wall -Werror, ASan + UBSan)')
-    or BAIL_OUT('no userline_unit');
+# with ASan + UBSan where the compiler has them, else plain
+my @cc = ('cc', '-Wall', '-Wextra', '-Werror', '-g', '-O1', "-I$ROOT",
+          '-o', $bin, "$ROOT/t/unit/userline_unit.c",
+          "$ROOT/ngx_http_kcd_userline.c");
+my $built = system(@cc, '-fsanitize=address,undefined',
+                   '-fno-sanitize-recover=undefined') == 0
+            || system(@cc) == 0;
+ok($built, 'userline_unit builds with -Wall -Wextra -Werror')
+    or BAIL_OUT('userline_unit does not build');
 
 my $H = 'a4f49c406510bdcab6824ee7c30fd852';
 my $E = '31d6cfe0d16ae931b73c59d7e0c089c0';
