@@ -153,6 +153,8 @@ print $fh <<"EOF";
 # written by t/85-debian-package.t, removed at its end
 server {
     listen 127.0.0.1:$port;
+    access_log $dir/site-access.log;
+    error_log $dir/site-error.log info;
     kcd_auth ntlm;
     kcd_ntlm_user_file $dir/users;
     kcd_ntlm_domain KCD;
