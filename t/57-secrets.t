@@ -4,8 +4,10 @@
 # file (root 0600) are read by the master at configuration time; workers
 # run as "nobody" and never open them, and NTLM logons are delegated with
 # S4U2Self + S4U2Proxy.  A reload re-reads both: after a key rotation
-# (new kvno, the old key gone at the KDC) a reload makes the new key work,
-# while tickets already in kcd_ticket_cache keep working until they expire.
+# (new kvno, the old key gone at the KDC, the keytab holding both keys as
+# ktadd / msktutil leave it) a reload makes the new key work, tickets
+# already in kcd_ticket_cache keep working until they expire, and so does
+# a client's service ticket for the proxy issued under the old kvno.
 # A reload whose keytab cannot be read fails with emerg, the path and the
 # OS error, and the running workers keep serving.
 
@@ -67,7 +69,7 @@ $t->write_config(<<"EOF",
         listen 127.0.0.1:%%PORT_8080%%;
         access_log %%TESTDIR%%/kcd.log kcd;
 
-        kcd_auth ntlm;
+        kcd_auth ntlm negotiate;
         kcd_ntlm_user_file %%TESTDIR%%/users;
         kcd_ntlm_domain KCD;
         kcd_realm KCD.TEST;
@@ -83,7 +85,12 @@ $t->write_config(<<"EOF",
     }
 EOF
     user => 'nobody nogroup',
-    main => "env KRB5_CONFIG=$krb5_conf;\nthread_pool default threads=2;");
+    main => "env KRB5_CONFIG=$krb5_conf;\nenv KRB5RCACHEDIR=$dir/rcache;\n"
+          . "thread_pool default threads=2;");
+
+# the replay cache of accepted client tokens: written by the workers
+mkdir "$dir/rcache";
+chown $nobody_uid, -1, "$dir/rcache";
 
 $t->run;
 
@@ -114,15 +121,48 @@ my $errlog = $t->read_file('error.log') // '';
 unlike($errlog, qr/Permission denied|No credentials cache|EACCES/,
        'no permission error in the workers');
 
-# key rotation: ktadd gives the proxy a new random key (kvno + 1); the
-# old one no longer works at the KDC
+# a Kerberos client holding a service ticket for the proxy (current kvno)
+my $ccache = "FILE:$dir/alice.cc";
+ok($realm->kinit('alice', $PW{alice}, $ccache), 'kinit alice')
+    or diag($realm->last_output);
+
+sub negotiate {
+    my ($cc) = @_;
+    my ($rc, $out) = $realm->run({ env => { KRB5CCNAME => $cc },
+                                   timeout => 20 },
+        '/usr/bin/curl', '-s', '-o', '/dev/null', '-w', '%{http_code}',
+        '--max-time', '15', '--negotiate', '-u', ':', '--resolve',
+        "proxy.kcd.test:${\ port(8080)}:127.0.0.1",
+        "http://proxy.kcd.test:${\ port(8080)}/echo");
+    my ($code) = $out =~ /(\d{3})\s*$/;
+    return $code // 0;
+}
+
+is(negotiate($ccache), 200, 'curl --negotiate alice before rotation: 200');
+my $klist = `KRB5CCNAME=$ccache KRB5_CONFIG=$krb5_conf klist 2>&1`;
+like($klist, qr{HTTP/proxy\.kcd\.test\@KCD\.TEST}, 'alice holds a ticket for the proxy');
+
+# key rotation as Active Directory does it: a new random key (kvno + 1)
+# while the KDC keeps the previous one for tickets already issued (AD's
+# n-1 key; MIT: -keepold), and a new keytab with both keys, as msktutil
+# leaves it
 my $newkt = "$dir/proxy-new.keytab";
-my ($rc, $out) = $realm->kadmin("ktadd -k $newkt HTTP/proxy.kcd.test");
+my ($rc, $out) = $realm->kadmin("cpw -randkey -keepold HTTP/proxy.kcd.test",
+                                "ktadd -norandkey -k $newkt HTTP/proxy.kcd.test");
 is($rc, 0, 'kadmin: new key for HTTP/proxy.kcd.test') or diag($out);
-my ($kvno) = $out =~ /kvno (\d+)/;
+my ($kvno) = sort { $b <=> $a } $out =~ /kvno (\d+)/g;
 ok($kvno && $kvno > 1, "new kvno $kvno");
+my $kl = `klist -k $newkt`;
+like($kl, qr/^\s*1 HTTP\/proxy/m, 'the new keytab still holds kvno 1');
 rename $newkt, $keytab or die "rename: $!";
 chmod 0600, $keytab;
+
+# until the reload the workers use the keys the master read at start: a
+# ticket under the new kvno is refused (the file is not read again)
+my $cc2 = "FILE:$dir/carol.cc";
+ok($realm->kinit('carol', $PW{carol}, $cc2), 'kinit carol after rotation');
+is(negotiate($cc2), 401, 'before the reload: a ticket under the new kvno '
+   . 'is refused (keys in memory, not read from the file per request)');
 
 my $mark = $realm->log_mark;
 $t->reload;
@@ -147,6 +187,15 @@ is($r->header('X-Cache'), 'MISS', '... a new ticket');
 is($realm->count_requests(type => 'AS_REQ', since => $mark,
                           match => qr/HTTP\/proxy\.kcd\.test/), 1,
    'the proxy got its TGT with the new key');
+
+# the client's ticket for the proxy is under the old kvno: still accepted
+is(negotiate($ccache), 200,
+   'alice\'s service ticket from before the rotation: still accepted');
+is(negotiate($cc2), 200, 'after the reload: carol, ticket under the new '
+   . 'kvno: 200');
+$klist = `KRB5CCNAME=$cc2 KRB5_CONFIG=$krb5_conf klist -e 2>&1`;
+my $klist_kvno = `KRB5CCNAME=$cc2 KRB5_CONFIG=$krb5_conf kvno HTTP/proxy.kcd.test 2>&1`;
+like($klist_kvno, qr/kvno = \Q$kvno\E/, "carol's ticket is for kvno $kvno");
 
 # a reload with an unreadable keytab: emerg with path and OS error; the
 # running workers keep serving
