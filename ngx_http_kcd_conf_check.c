@@ -18,6 +18,8 @@ static char *ngx_http_kcd_conf_check_realm_post(ngx_conf_t *cf, void *post,
     void *data);
 static char *ngx_http_kcd_conf_check_computer_post(ngx_conf_t *cf,
     void *post, void *data);
+static char *ngx_http_kcd_conf_check_principal_post(ngx_conf_t *cf,
+    void *post, void *data);
 
 
 /* the "post" of kcd_realm and kcd_ntlm_computer in the command table */
@@ -25,6 +27,8 @@ ngx_conf_post_t  ngx_http_kcd_conf_check_realm_p =
     { ngx_http_kcd_conf_check_realm_post };
 ngx_conf_post_t  ngx_http_kcd_conf_check_computer_p =
     { ngx_http_kcd_conf_check_computer_post };
+ngx_conf_post_t  ngx_http_kcd_conf_check_principal_p =
+    { ngx_http_kcd_conf_check_principal_post };
 
 
 /*
@@ -63,6 +67,38 @@ ngx_http_kcd_conf_check_realm_post(ngx_conf_t *cf, void *post, void *data)
     ngx_str_t  *realm = data;
 
     if (ngx_http_kcd_conf_check_realm(cf, "kcd_realm", realm) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* kcd_service_principal: "name[@REALM]", the realm upper case */
+
+static char *
+ngx_http_kcd_conf_check_principal_post(ngx_conf_t *cf, void *post,
+    void *data)
+{
+    ngx_str_t  *name = data;
+
+    u_char     *at;
+    ngx_str_t   realm;
+
+    at = ngx_strlchr(name->data, name->data + name->len, '@');
+
+    if (at == NULL) {
+        return NGX_CONF_OK;
+    }
+
+    realm.data = at + 1;
+    realm.len = name->data + name->len - realm.data;
+
+    if (realm.len == 0 || ngx_http_kcd_conf_check_lower(&realm)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "kcd_service_principal \"%V\": the realm after "
+                           "'@' is upper case (Active Directory: the DNS "
+                           "domain in capitals)", name);
         return NGX_CONF_ERROR;
     }
 

@@ -163,7 +163,7 @@ static ngx_command_t  ngx_http_kcd_commands[] = {
       ngx_conf_set_str_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_kcd_main_conf_t, service_principal),
-      NULL },
+      &ngx_http_kcd_conf_check_principal_p },
 
     { ngx_string("kcd_realm"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,

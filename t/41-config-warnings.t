@@ -138,6 +138,14 @@ EOF
     marker => qr/kcd_domain_map KCD/,
     like => [qr/\[emerg\].*kcd_domain_map "Kcd\.TEST".*upper case/]);
 
+check('lower-case realm in kcd_service_principal', <<"EOF",
+    kcd_keytab %%TESTDIR%%/proxy.keytab;
+    kcd_service_principal HTTP/proxy.kcd.test\@kcd.test;
+    server { $srv }
+EOF
+    marker => qr/kcd_service_principal /,
+    like => [qr/\[emerg\].*kcd_service_principal "HTTP\/proxy\.kcd\.test\@kcd\.test".*upper case/]);
+
 for my $spn (['HTTP@backend.kcd.test', qr/GSSAPI form/],
              ['backend.kcd.test', qr/service\/host/],
              ['HTTP/', qr/service\/host/],
