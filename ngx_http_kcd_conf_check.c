@@ -22,7 +22,11 @@ static char *ngx_http_kcd_conf_check_principal_post(ngx_conf_t *cf,
     void *post, void *data);
 
 
-/* the "post" of kcd_realm and kcd_ntlm_computer in the command table */
+/*
+ * the "post" of kcd_realm, kcd_ntlm_computer and kcd_service_principal in
+ * the command table: called while the directive is parsed, so messages
+ * carry its file:line
+ */
 ngx_conf_post_t  ngx_http_kcd_conf_check_realm_p =
     { ngx_http_kcd_conf_check_realm_post };
 ngx_conf_post_t  ngx_http_kcd_conf_check_computer_p =
@@ -238,8 +242,8 @@ ngx_http_kcd_keytab_cleanup(void *data)
 
 /*
  * B17: the keytab's entries copied into a MEMORY: keytab by the master,
- * at configuration time; freed with the cycle (after a reload, once the
- * old workers are gone: they hold their own copy since fork()).
+ * at configuration time; freed with the cycle's pool (the workers of that
+ * cycle hold their own copies since fork(), so nothing they use goes).
  */
 
 ngx_int_t
