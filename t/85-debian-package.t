@@ -180,7 +180,13 @@ for (1 .. 50) {
     sleep 0.1;
 }
 
-my $who = `ps -o user= --ppid \$(cat /run/nginx.pid) | sort -u`;
+# the master listens before it forks the workers: wait for them
+my $who = '';
+for (1 .. 50) {
+    $who = `ps -o user= --ppid \$(cat /run/nginx.pid) 2>/dev/null | sort -u`;
+    last if $who =~ /\S/;
+    sleep 0.1;
+}
 like($who, qr/^www-data$/m, 'workers run as www-data (user file root 0600)');
 
 my $body = `curl -sS --max-time 10 --ntlm -u 'KCD\\alice:Password' -o - -w '\\n%{http_code}' http://127.0.0.1:$port/app`;
