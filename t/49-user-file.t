@@ -55,7 +55,10 @@ for my $case (
     ['other case', "# x\nKCD\\alice:${\ h('Old-1')}\nbob:${\ h('B')}\n"
      . "kcd\\ALICE:${\ h('New-1')}\n", 2, 4, 'kcd\\\\ALICE'],
     ['no domain', "bob:${\ h('B')}\nKCD\\bob:${\ h('C')}\nBOB:${\ h('D')}\n",
-     1, 3, 'BOB'])
+     1, 3, 'BOB'],
+    # Unicode simple case mapping, as Windows compares names
+    ['Unicode case', "KCD\\j\xc3\xbcrgen:${\ h('J-1')}\nKCD\\J\xc3\x9cRGEN:${\ h('J-2')}\n",
+     1, 2, "KCD\\\\J\xc3\x9cRGEN"])
 {
     my ($what, $content, $l1, $l2, $shown) = @$case;
     (my $f = "dup-$what") =~ s/\W+/-/g;
