@@ -156,9 +156,14 @@ kcd_user_line_parse(const uint8_t *p, size_t len, kcd_user_line_t *out,
 
     g = hex + 33;
 
+    /* "hash:" with nothing after it: no groups */
+
+    while (g < last && kcd_user_line_blank(*g)) {
+        g++;
+    }
+
     if (g == last) {
-        *why = "empty group list after the NT hash";
-        return KCD_USER_LINE_ERROR;
+        return KCD_USER_LINE_OK;
     }
 
     if (kcd_user_line_controls(g, last)) {

@@ -43,7 +43,8 @@ typedef struct {
  * trailing blanks and a '#' comment that follows a blank or starts the
  * line are ignored).  Names and groups are bytes as written (UTF-8 by
  * convention), at most KCD_USER_LINE_NAME_MAX bytes each; group names are
- * trimmed of blanks and must not be empty.  The NT hash of the empty
+ * trimmed of blanks and must not be empty (an empty third field is no
+ * group).  The NT hash of the empty
  * password is refused: such a line would log anyone on without a
  * password.  On error *why is a static English sentence.
  */
