@@ -299,7 +299,8 @@ ngx_http_kcd_user_file_unique(ngx_conf_t *cf, ngx_http_kcd_user_file_t *uf)
         keys[i].acc = &acc[i];
 
         p = ngx_http_kcd_account_fold(p, &acc[i].domain);
-        *p++ = 0xff; *p++ = 0xff; *p++ = 0xff; *p++ = 0xff;
+        ngx_memset(p, 0xff, 4);
+        p += 4;
         p = ngx_http_kcd_account_fold(p, &acc[i].user);
 
         keys[i].len = p - keys[i].key;

@@ -58,7 +58,11 @@ for my $case (
      1, 3, 'BOB'],
     # Unicode simple case mapping, as Windows compares names
     ['Unicode case', "KCD\\j\xc3\xbcrgen:${\ h('J-1')}\nKCD\\J\xc3\x9cRGEN:${\ h('J-2')}\n",
-     1, 2, "KCD\\\\J\xc3\x9cRGEN"])
+     1, 2, "KCD\\\\J\xc3\x9cRGEN"],
+    # final sigma: upper case of both is the same (as _find compares)
+    ['final sigma', "\xce\xb1\xce\xbb\xce\xad\xce\xbe\xce\xb7\xcf\x82:${\ h('A-1')}\n"
+     . "\xce\x91\xce\x9b\xce\x88\xce\x9e\xce\x97\xce\xa3:${\ h('A-2')}\n",
+     1, 2, "\xce\x91\xce\x9b\xce\x88\xce\x9e\xce\x97\xce\xa3"])
 {
     my ($what, $content, $l1, $l2, $shown) = @$case;
     (my $f = "dup-$what") =~ s/\W+/-/g;
