@@ -48,6 +48,8 @@ typedef struct {
 typedef struct {
     ngx_str_t                  path;
     ngx_array_t                accounts;  /* ngx_http_kcd_account_t */
+    ngx_str_t                  domain_checked;  /* last server domain the
+                                                   lines were checked for */
 } ngx_http_kcd_user_file_t;
 
 
@@ -417,6 +419,9 @@ ngx_int_t ngx_http_kcd_conf_check_location(ngx_conf_t *cf,
 ngx_int_t ngx_http_kcd_conf_check_servers(ngx_conf_t *cf);
 ngx_int_t ngx_http_kcd_init_module(ngx_cycle_t *cycle);
 
+ngx_int_t ngx_http_kcd_user_file_check_domain(ngx_conf_t *cf,
+    ngx_http_kcd_user_file_t *uf, ngx_str_t *domain, ngx_str_t *conf_file,
+    ngx_uint_t conf_line);
 ngx_http_kcd_account_t *ngx_http_kcd_user_file_find(
     ngx_http_kcd_user_file_t *uf, ngx_str_t *user, ngx_str_t *domain);
 

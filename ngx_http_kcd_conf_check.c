@@ -295,6 +295,18 @@ ngx_http_kcd_conf_check_location(ngx_conf_t *cf,
     kscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_kcd_module);
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
 
+    /* "alice" and "KCD\alice" are one account where the domain is KCD */
+
+    if (klcf->user_file && kscf->ntlm_domain.len
+        && ngx_http_kcd_user_file_check_domain(cf, klcf->user_file,
+                                               &kscf->ntlm_domain,
+                                               &klcf->auth_file,
+                                               klcf->auth_line)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     if (kscf->auth_schemes == 0) {
         kscf->auth_file = klcf->auth_file;
         kscf->auth_line = klcf->auth_line;

@@ -333,6 +333,101 @@ ngx_http_kcd_user_file_unique(ngx_conf_t *cf, ngx_http_kcd_user_file_t *uf)
 
 
 /*
+ * SPEC "NT-hash user file": lines without a domain log on in the server's
+ * own domain, so where kcd_ntlm_domain is KCD, "alice" and "KCD\alice" are
+ * the same account twice (two passwords, one maybe meant for another
+ * person): an error naming both lines and the kcd_auth that uses them.
+ * Called from the merge of each location that authenticates with the
+ * file; a file shared by servers of one domain is checked once.
+ */
+
+ngx_int_t
+ngx_http_kcd_user_file_check_domain(ngx_conf_t *cf,
+    ngx_http_kcd_user_file_t *uf, ngx_str_t *domain, ngx_str_t *conf_file,
+    ngx_uint_t conf_line)
+{
+    u_char                      *p;
+    ngx_uint_t                   i, n, k;
+    ngx_http_kcd_account_t      *acc, *a, *b;
+    ngx_http_kcd_account_key_t  *keys;
+
+    if (uf->domain_checked.len == domain->len
+        && ngx_strncmp(uf->domain_checked.data, domain->data, domain->len)
+           == 0)
+    {
+        return NGX_OK;
+    }
+
+    uf->domain_checked = *domain;
+
+    n = uf->accounts.nelts;
+    acc = uf->accounts.elts;
+
+    keys = ngx_palloc(cf->temp_pool, n * sizeof(ngx_http_kcd_account_key_t));
+    if (keys == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* the user names of the lines without domain and of this domain */
+
+    k = 0;
+
+    for (i = 0; i < n; i++) {
+        if (acc[i].domain.len
+            && !kcd_names_equal((char *) acc[i].domain.data,
+                                acc[i].domain.len, (char *) domain->data,
+                                domain->len))
+        {
+            continue;
+        }
+
+        p = ngx_pnalloc(cf->temp_pool, 4 * acc[i].user.len);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        keys[k].key = p;
+        keys[k].acc = &acc[i];
+        keys[k].len = ngx_http_kcd_account_fold(p, &acc[i].user) - p;
+        k++;
+    }
+
+    if (k < 2) {
+        return NGX_OK;
+    }
+
+    qsort(keys, k, sizeof(ngx_http_kcd_account_key_t),
+          ngx_http_kcd_account_cmp);
+
+    /* within each kind names are unique already: a pair is one of each */
+
+    for (i = 1; i < k; i++) {
+        if (keys[i - 1].len != keys[i].len
+            || ngx_memcmp(keys[i - 1].key, keys[i].key, keys[i].len) != 0)
+        {
+            continue;
+        }
+
+        a = keys[i - 1].acc;
+        b = keys[i].acc;
+
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "kcd_ntlm_user_file %V:%ui and %V:%ui: \"%V%s%V\" and "
+                      "\"%V%s%V\" are the same account where "
+                      "kcd_ntlm_domain is \"%V\" (lines without a domain "
+                      "log on in the server's own domain) in %V:%ui",
+                      &uf->path, a->line, &uf->path, b->line,
+                      &a->domain, a->domain.len ? "\\" : "", &a->user,
+                      &b->domain, b->domain.len ? "\\" : "", &b->user,
+                      domain, conf_file, conf_line);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
  * name -> its code points under Unicode simple uppercase mapping
  * (kcd_names_upper(), the mapping kcd_names_equal() and so
  * ngx_http_kcd_user_file_find() use), 4 bytes each, big-endian: equal keys

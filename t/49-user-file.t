@@ -75,11 +75,20 @@ for my $case (
     like($out, qr/\Q$path\E:\d+/, "duplicate account ($what): nginx.conf line");
 }
 
-# a domain account and one without domain are two accounts
+# a line without domain logs on in the server's own domain: where
+# kcd_ntlm_domain is KCD, "alice" and "KCD\alice" are one account twice;
+# where it is another domain they are two accounts
 $t->write_file('two', "KCD\\alice:${\ h('A-1')}\nalice:${\ h('A-2')}\n");
-$t->write_config(conf('two'), name => 'two.conf');
+my $two = $t->write_config(conf('two'), name => 'two.conf');
 my ($rc, $out) = $t->nginx_test;
-is($rc, 0, 'KCD\\alice and alice: two accounts') or diag($out);
+isnt($rc, 0, 'KCD\\alice and alice where the domain is KCD: nginx -t fails');
+like($out, qr/\[emerg\].*\Q$dir\/two\E:1 and \Q$dir\/two\E:2: "KCD\\alice" and "alice" are the same account where kcd_ntlm_domain is "KCD".* in \Q$two\E:\d+/,
+     '... both lines named, and the kcd_auth that uses them') or diag($out);
+(my $other = conf('two')) =~ s/kcd_ntlm_domain KCD;/kcd_ntlm_domain OTHER;/;
+$t->write_config($other, name => 'two-other.conf');
+($rc, $out) = $t->nginx_test;
+is($rc, 0, 'the same file where the domain is OTHER: two accounts')
+    or diag($out);
 
 # the NT hash of the empty password, as kcd-ntlm-hash used to write it
 $t->write_file('empty', "KCD\\alice:31d6cfe0d16ae931b73c59d7e0c089c0\n");
