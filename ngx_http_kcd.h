@@ -408,7 +408,7 @@ extern ngx_conf_post_t  ngx_http_kcd_conf_check_realm_p;
 extern ngx_conf_post_t  ngx_http_kcd_conf_check_computer_p;
 extern ngx_conf_post_t  ngx_http_kcd_conf_check_principal_p;
 ngx_int_t ngx_http_kcd_conf_check_spn(ngx_conf_t *cf, ngx_str_t *spn);
-void ngx_http_kcd_conf_check_secret(ngx_conf_t *cf, const char *directive,
+void ngx_http_kcd_secret_mode_check(ngx_conf_t *cf, const char *directive,
     ngx_str_t *path, ngx_file_info_t *fi);
 ngx_int_t ngx_http_kcd_conf_check_file(ngx_conf_t *cf, const char *directive,
     ngx_str_t *path);

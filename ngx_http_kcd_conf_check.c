@@ -181,29 +181,6 @@ ngx_http_kcd_conf_check_spn(ngx_conf_t *cf, ngx_str_t *spn)
 
 
 /*
- * kcd_keytab, kcd_ntlm_user_file: B17 has the master read them, so
- * workers never need access; a file readable by every local user exposes
- * the service account's keys or the users' NT hashes (each is as good as
- * the password for NTLM).
- */
-
-void
-ngx_http_kcd_conf_check_secret(ngx_conf_t *cf, const char *directive,
-    ngx_str_t *path, ngx_file_info_t *fi)
-{
-    if (ngx_file_access(fi) & S_IROTH) {
-        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
-                           "%s \"%V\" is readable by other users "
-                           "(mode 0%ui%ui%ui): only the master process reads "
-                           "it, chmod o-r", directive, path,
-                           (ngx_uint_t) (ngx_file_access(fi) >> 6) & 7,
-                           (ngx_uint_t) (ngx_file_access(fi) >> 3) & 7,
-                           (ngx_uint_t) ngx_file_access(fi) & 7);
-    }
-}
-
-
-/*
  * kcd_keytab at parse time: the master (root) can read it, with the OS
  * error and file:line when not; a warning when others can read it.
  */
@@ -224,7 +201,7 @@ ngx_http_kcd_conf_check_file(ngx_conf_t *cf, const char *directive,
     }
 
     if (ngx_fd_info(fd, &fi) != NGX_FILE_ERROR) {
-        ngx_http_kcd_conf_check_secret(cf, directive, path, &fi);
+        ngx_http_kcd_secret_mode_check(cf, directive, path, &fi);
     }
 
     ngx_close_file(fd);

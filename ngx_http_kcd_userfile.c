@@ -88,7 +88,7 @@ ngx_http_kcd_user_file_load(ngx_conf_t *cf, ngx_str_t *path,
         return NGX_CONF_ERROR;
     }
 
-    ngx_http_kcd_conf_check_secret(cf, "kcd_ntlm_user_file", &uf->path, &fi);
+    ngx_http_kcd_secret_mode_check(cf, "kcd_ntlm_user_file", &uf->path, &fi);
 
     if (ngx_file_size(&fi) > NGX_HTTP_KCD_USER_FILE_MAX) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -508,6 +508,30 @@ ngx_http_kcd_account_cmp(const void *one, const void *two)
     }
 
     return a->acc->line < b->acc->line ? -1 : (a->acc->line > b->acc->line);
+}
+
+
+/*
+ * kcd_keytab, kcd_ntlm_user_file (here rather than in conf_check.c,
+ * which calls this file: calls go one way): B17 has the master read them, so
+ * workers never need access; a file readable by every local user exposes
+ * the service account's keys or the users' NT hashes (each is as good as
+ * the password for NTLM).
+ */
+
+void
+ngx_http_kcd_secret_mode_check(ngx_conf_t *cf, const char *directive,
+    ngx_str_t *path, ngx_file_info_t *fi)
+{
+    if (ngx_file_access(fi) & S_IROTH) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "%s \"%V\" is readable by other users "
+                           "(mode 0%ui%ui%ui): only the master process reads "
+                           "it, chmod o-r", directive, path,
+                           (ngx_uint_t) (ngx_file_access(fi) >> 6) & 7,
+                           (ngx_uint_t) (ngx_file_access(fi) >> 3) & 7,
+                           (ngx_uint_t) ngx_file_access(fi) & 7);
+    }
 }
 
 
