@@ -251,14 +251,15 @@ ngx_http_kcd_user_file_line(ngx_conf_t *cf, ngx_http_kcd_user_file_t *uf,
 /*
  * The same account twice (same domain, or both without one, and the same
  * user, compared with Unicode simple case mapping as Windows compares
- * names and _find below does: "JÜRGEN" is "jürgen") is an error naming
+ * names and _find below does: "JÜRGEN" is "jürgen", kcd_names_fold()) is
+ * an error naming
  * both lines: appending a new line to change a password must not leave
  * the old one in force.  Folded keys sorted, O(n log n): user files of
  * many thousand lines load fast.
  */
 
 typedef struct {
-    u_char                  *key;     /* fold(domain) ffffffff fold(user) */
+    u_char                  *key;     /* fold(domain) NUL fold(user) */
     size_t                   len;
     ngx_http_kcd_account_t  *acc;
 } ngx_http_kcd_account_key_t;
@@ -287,10 +288,10 @@ ngx_http_kcd_user_file_unique(ngx_conf_t *cf, ngx_http_kcd_user_file_t *uf)
 
     for (i = 0; i < n; i++) {
 
-        /* at most one code point per byte, 4 bytes each, and a separator */
+        /* folded domain, NUL (never in a name), folded user */
 
         p = ngx_pnalloc(cf->temp_pool,
-                        4 * (acc[i].domain.len + acc[i].user.len + 1));
+                        4 * (acc[i].domain.len + acc[i].user.len) + 9);
         if (p == NULL) {
             return NGX_ERROR;
         }
@@ -299,9 +300,16 @@ ngx_http_kcd_user_file_unique(ngx_conf_t *cf, ngx_http_kcd_user_file_t *uf)
         keys[i].acc = &acc[i];
 
         p = ngx_http_kcd_account_fold(p, &acc[i].domain);
-        ngx_memset(p, 0xff, 4);
-        p += 4;
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        *p++ = '\0';
+
         p = ngx_http_kcd_account_fold(p, &acc[i].user);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
 
         keys[i].len = p - keys[i].key;
     }
@@ -381,14 +389,20 @@ ngx_http_kcd_user_file_check_domain(ngx_conf_t *cf,
             continue;
         }
 
-        p = ngx_pnalloc(cf->temp_pool, 4 * acc[i].user.len);
+        p = ngx_pnalloc(cf->temp_pool, 4 * acc[i].user.len + 4);
         if (p == NULL) {
             return NGX_ERROR;
         }
 
         keys[k].key = p;
         keys[k].acc = &acc[i];
-        keys[k].len = ngx_http_kcd_account_fold(p, &acc[i].user) - p;
+
+        p = ngx_http_kcd_account_fold(p, &acc[i].user);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        keys[k].len = p - keys[k].key;
         k++;
     }
 
@@ -428,61 +442,25 @@ ngx_http_kcd_user_file_check_domain(ngx_conf_t *cf,
 
 
 /*
- * name -> its code points under Unicode simple uppercase mapping
- * (kcd_names_upper(), the mapping kcd_names_equal() and so
- * ngx_http_kcd_user_file_find() use), 4 bytes each, big-endian: equal keys
- * are names _find cannot tell apart.  A byte that is not UTF-8 stays
- * itself, marked so that it equals nothing else.
+ * name -> its key under kcd_names_fold(): names that kcd_names_equal(), and
+ * so ngx_http_kcd_user_file_find(), cannot tell apart give the same bytes.
+ * dst has room for 4 * name->len + 4 bytes; NULL when the key does not
+ * fit (it always does: a code point folds to at most 4 bytes).
  */
 
 static u_char *
 ngx_http_kcd_account_fold(u_char *dst, ngx_str_t *name)
 {
-    u_char    *p, *last;
-    uint32_t   c;
-    size_t     n, k;
+    size_t  n;
 
-    p = name->data;
-    last = name->data + name->len;
-
-    while (p < last) {
-        c = *p;
-        n = (c < 0x80) ? 1 : (c >= 0xc2 && c <= 0xdf) ? 2
-            : (c >= 0xe0 && c <= 0xef) ? 3 : (c >= 0xf0 && c <= 0xf4) ? 4 : 0;
-
-        if (n > 1 && (size_t) (last - p) >= n) {
-            c &= 0xff >> (n + 1);
-
-            for (k = 1; k < n; k++) {
-                if ((p[k] & 0xc0) != 0x80) {
-                    break;
-                }
-
-                c = (c << 6) | (p[k] & 0x3f);
-            }
-
-            if (k < n) {
-                n = 0;
-            }
-        }
-
-        if (n == 0 || (size_t) (last - p) < n) {
-            c = 0x80000000 | *p;
-            n = 1;
-
-        } else {
-            c = kcd_names_upper(c);
-        }
-
-        *dst++ = (u_char) (c >> 24);
-        *dst++ = (u_char) (c >> 16);
-        *dst++ = (u_char) (c >> 8);
-        *dst++ = (u_char) c;
-
-        p += n;
+    if (name->len == 0) {
+        return dst;
     }
 
-    return dst;
+    n = kcd_names_fold((char *) dst, 4 * name->len + 4,
+                       (char *) name->data, name->len);
+
+    return (n == (size_t) -1) ? NULL : dst + n;
 }
 
 
