@@ -252,9 +252,8 @@ ngx_http_kcd_user_file_line(ngx_conf_t *cf, ngx_http_kcd_user_file_t *uf,
  * The same account twice (same domain, or both without one, and the same
  * user, compared with Unicode simple case mapping as Windows compares
  * names and _find below does: "JÜRGEN" is "jürgen", kcd_names_fold()) is
- * an error naming
- * both lines: appending a new line to change a password must not leave
- * the old one in force.  Folded keys sorted, O(n log n): user files of
+ * an error naming both lines: appending a new line to change a password
+ * must not leave the old one in force.  Folded keys sorted, O(n log n): user files of
  * many thousand lines load fast.
  */
 

@@ -117,10 +117,10 @@ kcd_user_line_parse(const uint8_t *p, size_t len, kcd_user_line_t *out,
         return KCD_USER_LINE_ERROR;
     }
 
-    if (memchr(out->user.data, '\\', out->user.len) != NULL
-        || kcd_user_line_controls(p, colon))
-    {
-        *why = "a second '\\' or a control character in the name";
+    /* the domain ends at the first '\\'; the user is the rest, as written */
+
+    if (kcd_user_line_controls(p, colon)) {
+        *why = "a control character in the name";
         return KCD_USER_LINE_ERROR;
     }
 

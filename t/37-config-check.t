@@ -178,7 +178,6 @@ my %bad = (
     'empty password'    => "KCD\\alice:31d6cfe0d16ae931b73c59d7e0c089c0",
     'empty password, upper case'
                         => "KCD\\alice:31D6CFE0D16AE931B73C59D7E0C089C0",
-    'two backslashes'   => "KCD\\x\\alice:$H",
     'empty group name'  => "KCD\\alice:$H:Staff,,Admins",
     'group list, trailing comma' => "KCD\\alice:$H:Staff,",
     'text after the hash' => "KCD\\alice:${H}x:Staff",
