@@ -435,7 +435,7 @@ EOF2
         location / { return 204; }
     }
 EOF3
-    my ($rc, $out) = $t3->nginx_test;
+    ($rc, $out) = $t3->nginx_test;
     isnt($rc, 0, 'nginx -t refuses KCD\\jürgen and KCD\\JÜRGEN in one file '
          . '(the same account twice)');
 };
@@ -498,7 +498,7 @@ subtest 'finding: a refusal by kcd_lockout is answered at once, a wrong '
     is($r->header('X-Lockout'), 'locked', '... refused by the lock');
     $relay->set_delay(0);
 
-    my $min = (sort { $a <=> $b } @tw)[0];
+    my $min = (sort { $::a <=> $::b } @tw)[0];
     cmp_ok($tl, '>', $min / 2, sprintf('the refusal takes as long as a '
            . 'checked wrong password (docs/lockout.md): refused in %.2f s, '
            . 'wrong passwords in %.2f s or more', $tl, $min));
