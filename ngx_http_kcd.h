@@ -173,8 +173,8 @@ typedef struct {
 /*
  * One logon's identity (B14), the only thing the access handler, the
  * variables and delegation consult.  All strings live in one block with
- * the record: r->pool for a request's identity, malloc() for the copy
- * bound to a connection.
+ * the record in r->pool; the copy bound to a connection is packed
+ * (ngx_http_kcd_bound_identity_t).
  */
 typedef struct {
     ngx_uint_t                 scheme;       /* NGX_HTTP_KCD_NTLM ... */
@@ -197,13 +197,38 @@ typedef struct {
 } ngx_http_kcd_identity_t;
 
 
+/*
+ * The identity bound to a connection (B3, B14), one malloc()ed block: what
+ * an idle authenticated connection keeps, so no ngx_str_t and no field
+ * wider than it needs.  str[i] is the offset and the length in the bytes
+ * after the record of the i-th string of ngx_http_kcd_identity_t
+ * (ngx_http_kcd_identity.c); bytes equal to ones already stored are not
+ * stored again (the name in the principal, the domain in "DOMAIN\name").
+ */
+#define NGX_HTTP_KCD_IDENTITY_STRINGS  7
+
+typedef struct {
+    void                      *server;
+    ngx_http_kcd_user_file_t  *user_file;
+    void                      *lockout;
+    u_char                     scheme;
+    u_char                     backend;
+    u_char                     channel_binding;
+    uint16_t                   str[NGX_HTTP_KCD_IDENTITY_STRINGS][2];
+} ngx_http_kcd_bound_identity_t;
+
+
 /* connection states */
 #define NGX_HTTP_KCD_CONN_NONE           0
 #define NGX_HTTP_KCD_CONN_CHALLENGED     1
 #define NGX_HTTP_KCD_CONN_AUTHENTICATED  2
 
 
-/* an NTLM handshake in progress (MS-NLMP 3.2.5), malloc()ed, one block */
+/*
+ * An NTLM handshake in progress (MS-NLMP 3.2.5), malloc()ed, one block:
+ * the record, then the bytes type1, type2 and mech_types point to, each
+ * as long as it is (room for mech_types only in SPNEGO).
+ */
 typedef struct {
     u_char                    *type1;
     size_t                     type1_len;
@@ -214,8 +239,8 @@ typedef struct {
     /* NTLM inside SPNEGO (B5): the client's MechTypeList as sent */
     ngx_uint_t                 spnego;       /* the handshake is in SPNEGO */
     ngx_uint_t                 spnego_mic;   /* mechListMIC required */
+    u_char                    *mech_types;
     size_t                     mech_types_len;
-    u_char                     mech_types[NGX_HTTP_KCD_MECH_TYPES_MAX];
 } ngx_http_kcd_ntlm_pending_t;
 
 
@@ -227,7 +252,7 @@ typedef struct {
     ngx_uint_t                 state;
     ngx_uint_t                 scheme;       /* scheme of the handshake */
     ngx_http_kcd_ntlm_pending_t  *ntlm;      /* while CHALLENGED */
-    ngx_http_kcd_identity_t   *identity;     /* while AUTHENTICATED (B3) */
+    ngx_http_kcd_bound_identity_t  *identity;  /* while AUTHENTICATED, B3 */
 
     /* a Kerberos client's own ticket, exported, for S4U2Proxy */
     kcd_gss_buf_t              evidence;
@@ -446,6 +471,8 @@ ngx_http_kcd_request_t *ngx_http_kcd_request(ngx_http_request_t *r,
 ngx_http_kcd_conn_t *ngx_http_kcd_conn(ngx_http_request_t *r,
     ngx_uint_t create);
 void ngx_http_kcd_conn_reset(ngx_http_kcd_conn_t *kc);
+ngx_http_kcd_identity_t *ngx_http_kcd_conn_identity(ngx_http_kcd_conn_t *kc,
+    ngx_http_kcd_identity_t *id);
 void ngx_http_kcd_ntlm_pending_free(ngx_http_kcd_ntlm_pending_t *p);
 ngx_int_t ngx_http_kcd_identity_variables(ngx_conf_t *cf);
 void ngx_http_kcd_logon_name(ngx_http_request_t *r, ngx_str_t *user,

@@ -203,7 +203,8 @@ static ngx_uint_t
 ngx_http_kcd_own_evidence(ngx_http_request_t *r, ngx_http_kcd_ctx_t *ctx,
     kcd_gss_buf_t *evidence)
 {
-    ngx_http_kcd_conn_t  *kc;
+    ngx_http_kcd_conn_t      *kc;
+    ngx_http_kcd_identity_t   bound;
 
     if (ctx->identity->scheme != NGX_HTTP_KCD_NEGOTIATE) {
         return 0;
@@ -211,9 +212,10 @@ ngx_http_kcd_own_evidence(ngx_http_request_t *r, ngx_http_kcd_ctx_t *ctx,
 
     kc = ngx_http_kcd_conn(r, 0);
 
-    if (kc == NULL || kc->identity == NULL || kc->evidence.len == 0
-        || kc->identity->principal.len != ctx->identity->principal.len
-        || ngx_strncmp(kc->identity->principal.data,
+    if (kc == NULL || kc->evidence.len == 0
+        || ngx_http_kcd_conn_identity(kc, &bound) == NULL
+        || bound.principal.len != ctx->identity->principal.len
+        || ngx_strncmp(bound.principal.data,
                        ctx->identity->principal.data,
                        ctx->identity->principal.len) != 0)
     {

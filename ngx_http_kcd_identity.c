@@ -11,7 +11,11 @@
  *    subrequest shares the pool and so reads the main request's record.
  *  - the connection (c->pool cleanup), for NTLM and Kerberos (B3): reused
  *    by a later request only where ngx_http_kcd_identity_holds() says the
- *    same checks would have accepted it.
+ *    same checks would have accepted it.  Idle keep-alive connections hold
+ *    it for as long as they stay open, so it is packed: one malloc()ed
+ *    block, each spelling stored once (ngx_http_kcd_bound_identity_t).
+ *    The connection keeps nothing else of a completed handshake but a
+ *    Kerberos client's own ticket (for S4U2Proxy).
  *
  * The access handler, the variables and delegation consult nothing else.
  */
@@ -29,8 +33,8 @@
 
 static void ngx_http_kcd_request_cleanup(void *data);
 static void ngx_http_kcd_conn_cleanup(void *data);
-static ngx_http_kcd_identity_t *ngx_http_kcd_identity_copy(
-    ngx_http_kcd_identity_t *id, ngx_pool_t *pool);
+static ngx_http_kcd_bound_identity_t *ngx_http_kcd_identity_bind(
+    ngx_http_request_t *r, ngx_http_kcd_identity_t *id);
 static ngx_int_t ngx_http_kcd_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_kcd_remote_user(ngx_http_request_t *r,
@@ -85,6 +89,25 @@ static char  *ngx_http_kcd_scheme_labels[] = {
 
 
 static ngx_http_get_variable_pt  ngx_http_kcd_original_remote_user;
+
+
+/*
+ * The strings of an identity, in the order they are packed for the
+ * connection: the principal first (it stays NUL-terminated there), then
+ * the ones most likely to be found inside it or inside user.
+ */
+static size_t  ngx_http_kcd_identity_strings[NGX_HTTP_KCD_IDENTITY_STRINGS] = {
+    offsetof(ngx_http_kcd_identity_t, principal),
+    offsetof(ngx_http_kcd_identity_t, user),
+    offsetof(ngx_http_kcd_identity_t, name),
+    offsetof(ngx_http_kcd_identity_t, domain),
+    offsetof(ngx_http_kcd_identity_t, map_domain),
+    offsetof(ngx_http_kcd_identity_t, realm),
+    offsetof(ngx_http_kcd_identity_t, groups)
+};
+
+#define ngx_http_kcd_identity_str(id, i)                                    \
+    ((ngx_str_t *) ((u_char *) (id) + ngx_http_kcd_identity_strings[i]))
 
 
 /*
@@ -397,7 +420,7 @@ ngx_http_kcd_logon_succeeded(ngx_http_request_t *r,
 
         ngx_http_kcd_conn_reset(kc);
 
-        kc->identity = ngx_http_kcd_identity_copy(id, NULL);
+        kc->identity = ngx_http_kcd_identity_bind(r, id);
         if (kc->identity == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
@@ -473,41 +496,123 @@ ngx_http_kcd_logon_failed(ngx_http_request_t *r, ngx_uint_t scheme,
 }
 
 
-static ngx_http_kcd_identity_t *
-ngx_http_kcd_identity_copy(ngx_http_kcd_identity_t *id, ngx_pool_t *pool)
+/*
+ * The connection's copy of an identity: one malloc()ed block (freed by
+ * ngx_http_kcd_conn_reset()), packed first in r->pool: each string is
+ * looked for in the bytes already stored and appended only if it is not
+ * there.  NULL on allocation failure.
+ */
+
+static ngx_http_kcd_bound_identity_t *
+ngx_http_kcd_identity_bind(ngx_http_request_t *r, ngx_http_kcd_identity_t *id)
 {
-    u_char                   *p;
-    size_t                    len;
-    ngx_http_kcd_identity_t  *n;
+    u_char                         *data, *p, *found;
+    size_t                          len;
+    ngx_str_t                      *s;
+    ngx_uint_t                      i;
+    ngx_http_kcd_bound_identity_t   b;
 
-    len = sizeof(ngx_http_kcd_identity_t) + id->user.len + id->name.len
-          + id->domain.len + id->principal.len + 1 + id->map_domain.len
-          + id->realm.len + id->groups.len;
+    len = 1;
 
-    n = pool ? ngx_palloc(pool, len) : ngx_alloc(len, ngx_cycle->log);
-    if (n == NULL) {
+    for (i = 0; i < NGX_HTTP_KCD_IDENTITY_STRINGS; i++) {
+        len += ngx_http_kcd_identity_str(id, i)->len;
+    }
+
+    data = ngx_pnalloc(r->pool, len);
+    if (data == NULL) {
         return NULL;
     }
 
-    *n = *id;
-    p = (u_char *) (n + 1);
+    ngx_memzero(&b, sizeof(ngx_http_kcd_bound_identity_t));
 
-#define ngx_http_kcd_copy_str(f)                                            \
-    n->f.data = p;                                                          \
-    p = ngx_cpymem(p, id->f.data, id->f.len)
+    p = data;
 
-    ngx_http_kcd_copy_str(principal);
-    *p++ = '\0';
-    ngx_http_kcd_copy_str(user);
-    ngx_http_kcd_copy_str(name);
-    ngx_http_kcd_copy_str(domain);
-    ngx_http_kcd_copy_str(map_domain);
-    ngx_http_kcd_copy_str(realm);
-    ngx_http_kcd_copy_str(groups);
+    for (i = 0; i < NGX_HTTP_KCD_IDENTITY_STRINGS; i++) {
+        s = ngx_http_kcd_identity_str(id, i);
 
-#undef ngx_http_kcd_copy_str
+        found = (s->len && p > data) ? memmem(data, p - data, s->data, s->len)
+                                     : NULL;
 
-    return n;
+        if (found == NULL) {
+            found = p;
+            p = ngx_cpymem(p, s->data, s->len);
+
+            if (i == 0) {
+                *p++ = '\0';
+            }
+        }
+
+        /* names are at most NGX_HTTP_KCD_NAME_MAX, groups a few KiB */
+
+        if (p - data > 0xffff) {
+            return NULL;
+        }
+
+        b.str[i][0] = (uint16_t) (found - data);
+        b.str[i][1] = (uint16_t) s->len;
+    }
+
+    b.server = id->server;
+    b.user_file = id->user_file;
+    b.lockout = id->lockout;
+    b.scheme = (u_char) id->scheme;
+    b.backend = (u_char) id->backend;
+    b.channel_binding = (u_char) id->channel_binding;
+
+    len = p - data;
+
+    p = ngx_alloc(sizeof(ngx_http_kcd_bound_identity_t) + len,
+                  r->connection->log);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(ngx_cpymem(p, &b, sizeof(ngx_http_kcd_bound_identity_t)),
+               data, len);
+
+    return (ngx_http_kcd_bound_identity_t *) p;
+}
+
+
+/*
+ * The identity bound to the connection (B3), unpacked into *id: its
+ * strings point into the connection's block and stay valid until
+ * ngx_http_kcd_conn_reset(), i.e. until a later request starts a new
+ * handshake or the connection closes.  NULL if the connection holds none.
+ */
+
+ngx_http_kcd_identity_t *
+ngx_http_kcd_conn_identity(ngx_http_kcd_conn_t *kc, ngx_http_kcd_identity_t *id)
+{
+    u_char                         *data;
+    ngx_str_t                      *s;
+    ngx_uint_t                      i;
+    ngx_http_kcd_bound_identity_t  *b;
+
+    b = kc->identity;
+
+    if (b == NULL) {
+        return NULL;
+    }
+
+    ngx_memzero(id, sizeof(ngx_http_kcd_identity_t));
+
+    data = (u_char *) (b + 1);
+
+    for (i = 0; i < NGX_HTTP_KCD_IDENTITY_STRINGS; i++) {
+        s = ngx_http_kcd_identity_str(id, i);
+        s->data = data + b->str[i][0];
+        s->len = b->str[i][1];
+    }
+
+    id->scheme = b->scheme;
+    id->backend = b->backend;
+    id->channel_binding = b->channel_binding;
+    id->server = b->server;
+    id->user_file = b->user_file;
+    id->lockout = b->lockout;
+
+    return id;
 }
 
 
@@ -634,7 +739,7 @@ void
 ngx_http_kcd_ntlm_pending_free(ngx_http_kcd_ntlm_pending_t *p)
 {
     kcd_ntlm_wipe(p, sizeof(ngx_http_kcd_ntlm_pending_t) + p->type1_len
-                     + p->type2_len);
+                     + p->type2_len + p->mech_types_len);
     ngx_free(p);
 }
 

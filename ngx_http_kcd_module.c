@@ -411,7 +411,11 @@ ngx_http_kcd_authenticate(ngx_http_request_t *r, ngx_http_kcd_loc_conf_t *klcf,
         kc = ngx_http_kcd_conn(r, 0);
 
         if (kc && kc->state == NGX_HTTP_KCD_CONN_AUTHENTICATED) {
-            id = kc->identity;
+            id = ngx_palloc(r->pool, sizeof(ngx_http_kcd_identity_t));
+            if (id == NULL || ngx_http_kcd_conn_identity(kc, id) == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
             why = "";
 
             if (!ngx_http_kcd_identity_holds(r, id, &why)) {

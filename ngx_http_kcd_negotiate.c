@@ -240,6 +240,7 @@ ngx_http_kcd_spnego_select(ngx_http_request_t *r, ngx_http_kcd_ctx_t *ctx,
     u_char                       mechs[128];
     ngx_str_t                    value;
     ngx_http_kcd_conn_t         *kc;
+    ngx_http_kcd_identity_t      bound;
     ngx_http_kcd_ntlm_pending_t  *pend;
 
     if (tok->mech_types_der_len > NGX_HTTP_KCD_MECH_TYPES_MAX) {
@@ -271,19 +272,20 @@ ngx_http_kcd_spnego_select(ngx_http_request_t *r, ngx_http_kcd_ctx_t *ctx,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (kc->state == NGX_HTTP_KCD_CONN_AUTHENTICATED) {
+    if (ngx_http_kcd_conn_identity(kc, &bound)) {
         /* B4 inside SPNEGO: a new handshake drops the identity */
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "kcd: re-authentication (SPNEGO) on an authenticated "
                       "connection: \"%V\" dropped, request (%V, content "
-                      "length %O) not forwarded", &kc->identity->user,
+                      "length %O) not forwarded", &bound.user,
                       &r->method_name, r->headers_in.content_length_n);
         ngx_http_kcd_count(r, reauth);
     }
 
     ngx_http_kcd_conn_reset(kc);
 
-    pend = ngx_alloc(sizeof(ngx_http_kcd_ntlm_pending_t), r->connection->log);
+    pend = ngx_alloc(sizeof(ngx_http_kcd_ntlm_pending_t)
+                     + ctx->spnego_mech_types_len, r->connection->log);
     if (pend == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -294,6 +296,7 @@ ngx_http_kcd_spnego_select(ngx_http_request_t *r, ngx_http_kcd_ctx_t *ctx,
 
     pend->spnego = 1;
     pend->spnego_mic = (tok->mech_types[0] != KCD_SPNEGO_MECH_NTLMSSP);
+    pend->mech_types = (u_char *) (pend + 1);
     pend->mech_types_len = ctx->spnego_mech_types_len;
     ngx_memcpy(pend->mech_types, ctx->spnego_mech_types,
                pend->mech_types_len);

@@ -19,7 +19,8 @@
 /*
  * The NTLM code's CHALLENGE inside a negTokenResp (accept-incomplete;
  * supportedMech NTLMSSP in the first reply): a WWW-Authenticate of the
- * 401.  pend gets the mechanism list mechListMIC will cover.
+ * 401.  pend gets the mechanism list mechListMIC will cover (it has room
+ * for ctx->spnego_mech_types_len bytes at pend->mech_types).
  */
 
 ngx_int_t

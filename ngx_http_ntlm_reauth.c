@@ -94,21 +94,23 @@ ngx_http_kcd_ntlm_negotiate(ngx_http_request_t *r,
 {
     int                           rc;
     long                          n;
+    size_t                        mlen;
     u_char                       *p, type2[NGX_HTTP_KCD_TYPE2_MAX];
     ngx_str_t                     src, dst, value;
     const char                   *err;
     ngx_http_kcd_ctx_t           *ctx;
     kcd_ntlm_negotiate_t          neg;
+    ngx_http_kcd_identity_t       bound;
     ngx_http_kcd_srv_conf_t      *kscf;
     ngx_http_kcd_ntlm_pending_t  *pend;
     kcd_ntlm_challenge_params_t   params;
 
-    if (kc->state == NGX_HTTP_KCD_CONN_AUTHENTICATED) {
+    if (ngx_http_kcd_conn_identity(kc, &bound)) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "kcd: re-authentication on an authenticated "
                       "connection: \"%V\" dropped, handshake restarted, "
                       "request (%V, content length %O) not forwarded",
-                      &kc->identity->user, &r->method_name,
+                      &bound.user, &r->method_name,
                       r->headers_in.content_length_n);
         ngx_http_kcd_count(r, reauth);
     }
@@ -163,9 +165,12 @@ ngx_http_kcd_ntlm_negotiate(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    /* what the MIC covers, kept for this handshake only */
+    /* what the MIC covers (and mechListMIC in SPNEGO), for this handshake */
 
-    pend = ngx_alloc(sizeof(ngx_http_kcd_ntlm_pending_t) + len + n,
+    ctx = ngx_http_get_module_ctx(r, ngx_http_kcd_module);
+    mlen = (ctx && ctx->spnego) ? ctx->spnego_mech_types_len : 0;
+
+    pend = ngx_alloc(sizeof(ngx_http_kcd_ntlm_pending_t) + len + n + mlen,
                      r->connection->log);
     if (pend == NULL) {
         kcd_ntlm_wipe(params.challenge, sizeof(params.challenge));
@@ -178,6 +183,7 @@ ngx_http_kcd_ntlm_negotiate(ngx_http_request_t *r,
     pend->type1_len = len;
     pend->type2 = pend->type1 + len;
     pend->type2_len = n;
+    pend->mech_types = pend->type2 + n;
     ngx_memcpy(pend->type1, msg, len);
     ngx_memcpy(pend->type2, type2, n);
     ngx_memcpy(pend->challenge, params.challenge, 8);
@@ -188,8 +194,6 @@ ngx_http_kcd_ntlm_negotiate(ngx_http_request_t *r,
     kc->state = NGX_HTTP_KCD_CONN_CHALLENGED;
 
     /* NTLM inside SPNEGO: the CHALLENGE goes in a negTokenResp (B5) */
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_kcd_module);
 
     if (ctx && ctx->spnego) {
         if (ngx_http_kcd_spnego_challenge(r, ctx, pend, type2, n)
