@@ -121,6 +121,7 @@ typedef struct {
     ngx_flag_t                 ntlm_key_exch;
 
     ngx_uint_t                 auth_used;    /* schemes offered in it */
+    ngx_uint_t                 delegates;    /* some location has kcd_spn */
 
     /* in upstream{} blocks: the balancer this module wraps (B10) */
     ngx_http_upstream_init_peer_pt  original_init_peer;

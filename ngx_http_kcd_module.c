@@ -923,6 +923,10 @@ ngx_http_kcd_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     if (conf->schemes && conf->spn) {
+        /* a Kerberos client's own ticket is worth keeping here (B5) */
+        kscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_kcd_module);
+        kscf->delegates = 1;
+
         /* B7a: the token is in headers_in only while it is sent */
         if (ngx_http_kcd_upstream_wrap_content(cf, conf) != NGX_OK) {
             return NGX_CONF_ERROR;

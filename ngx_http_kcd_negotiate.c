@@ -476,6 +476,7 @@ ngx_http_kcd_negotiate_done(ngx_http_request_t *r, ngx_http_kcd_task_t *t)
     ngx_str_t                 principal, tok, src, dst;
     ngx_http_kcd_conn_t      *kc;
     ngx_http_kcd_identity_t  *id;
+    ngx_http_kcd_srv_conf_t  *kscf;
 
     if (t->status == KCD_GSS_OK && t->out_principal) {
         principal.data = (u_char *) t->out_principal;
@@ -508,10 +509,15 @@ ngx_http_kcd_negotiate_done(ngx_http_request_t *r, ngx_http_kcd_task_t *t)
             return rc;
         }
 
-        /* the client's own ticket: evidence for S4U2Proxy (B5) */
+        /*
+         * the client's own ticket: evidence for S4U2Proxy (B5), about 2 KiB
+         * an idle connection keeps, so only in a server{} that delegates
+         */
 
+        kscf = ngx_http_get_module_srv_conf(r, ngx_http_kcd_module);
         kc = ngx_http_kcd_conn(r, 0);
-        if (kc) {
+
+        if (kc && kscf->delegates) {
             kc->evidence = t->out_evidence;
             t->out_evidence.data = NULL;
             t->out_evidence.len = 0;
