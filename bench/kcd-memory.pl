@@ -2,7 +2,7 @@
 
 # Benchmark (not a test): memory per idle authenticated connection.
 #
-#   sh bench/kcd-memory.sh [--conns 10000] [--follow 1] [--keep]
+#   sh bench/kcd-memory.sh [--conns 10000] [--follow 1] [--walk] [--keep]
 #
 # One nginx worker with the module (`kcd_auth ntlm`, user file, proxy_pass
 # to a static backend nginx), and the same nginx with a location that does
@@ -14,6 +14,13 @@
 # open.  Reported: RSS before / after and (after - before) / CONNS, for
 # the module and for nginx alone; their difference is the module's own
 # state per connection (issue 12 target: <= 1 KiB).
+#
+# --walk: with the connections open, gdb walks the worker
+# (bench/kcd-memory-walk.py): per idle connection, nginx's c->pool blocks
+# and what the module keeps (its c->pool record, the bound identity, a
+# pending handshake, a Kerberos evidence), in malloc() chunk sizes; and
+# how much of the heap malloc() holds free, i.e. resident but nobody's
+# (the rest of the RSS difference).  Needs gdb.
 
 use strict;
 use warnings;
@@ -29,8 +36,10 @@ use KcdTest qw(port);
 use KcdNTLM qw(:all);
 
 my %o = (conns => 10000, follow => 1);
-GetOptions(\%o, 'conns=i', 'follow=i', 'keep')
-    or die "usage: $0 [--conns N] [--follow K] [--keep]\n";
+GetOptions(\%o, 'conns=i', 'follow=i', 'walk', 'keep')
+    or die "usage: $0 [--conns N] [--follow K] [--walk] [--keep]\n";
+
+die "--walk needs gdb\n" if $o{walk} && system('gdb --version >/dev/null 2>&1');
 
 $SIG{ALRM} = sub { die "kcd-memory: timeout\n" };
 alarm 600;
@@ -116,6 +125,15 @@ sub rss_kib {
     die "no VmRSS for $pid\n";
 }
 
+# gdb: "walk: ..." lines, then "heap: SIZE FREE" (bytes)
+sub walk {
+    my ($pid) = @_;
+    my @l = grep { /^(walk|heap): / }
+        `gdb -q -p $pid -batch -x $REPO/bench/kcd-memory-walk.py 2>&1`;
+    die "gdb could not walk worker $pid\n" unless @l;
+    return @l;
+}
+
 sub measure {
     my ($path, $port) = @_;
     $t->run;
@@ -127,6 +145,7 @@ sub measure {
         or die "warm-up on $path failed\n";
     sleep 0.5;
     my $before = rss_kib($w);
+    my @heap0 = $o{walk} ? walk($w) : ();
 
     my $pid = open2(my $out, my $in, $client, '-t', "127.0.0.1:$port",
                     '-p', "${path}bench.txt", '-a', 'KCD\\alice:Secret1',
@@ -138,12 +157,13 @@ sub measure {
     sleep 1;
     my $after = rss_kib($w);
     my $fds = () = glob("/proc/$w/fd/*");
+    my @walk = $o{walk} ? walk($w) : ();
     close $in;                  # stdin closed: the client closes all
     my $summary = <$out>;
     waitpid($pid, 0);
     $t->stop;
     return { before => $before, after => $after, open => $open,
-             errors => $err, fds => $fds,
+             errors => $err, fds => $fds, walk => \@walk, heap0 => \@heap0,
              per_conn => $open ? ($after - $before) * 1024 / $open : 0 };
 }
 
@@ -156,6 +176,18 @@ for my $r (['nginx + module, authenticated (NTLM)', $m],
            ['nginx alone, same exchanges', $b]) {
     printf "| %s | %d | %d | %d | %.0f |\n", $r->[0], $r->[1]{open},
         $r->[1]{before}, $r->[1]{after}, $r->[1]{per_conn};
+}
+for my $r (['nginx + module', $m], ['nginx alone', $b]) {
+    my $x = $r->[1];
+    next unless @{ $x->{walk} } && $x->{open};
+    my ($h0, $f0) = map { /^heap: (\d+) (\d+)/ ? ($1, $2) : () } @{ $x->{heap0} };
+    my ($h1, $f1) = map { /^heap: (\d+) (\d+)/ ? ($1, $2) : () } @{ $x->{walk} };
+    print "\n$r->[0], walked by gdb:\n",
+        map { s/^walk: /    /r } grep { /^walk: / } @{ $x->{walk} };
+    printf "    malloc() heap growth %.0f bytes per connection: in use %.0f, "
+        . "free %.0f\n", ($h1 - $h0) / $x->{open},
+        (($h1 - $f1) - ($h0 - $f0)) / $x->{open}, ($f1 - $f0) / $x->{open}
+        if defined $h0 && defined $h1;
 }
 printf "\nmodule state per idle authenticated connection: %.0f bytes "
     . "(target <= 1024); connection errors %d / %d\n",
