@@ -446,7 +446,16 @@ kcd_spnego_this_mech(const unsigned char *in, size_t len)
     kcd_spnego_mech_t     mech;
     const unsigned char  *p;
 
-    if (in == NULL || len == 0 || len > KCD_SPNEGO_MAX_TOKEN) {
+    /*
+     * The framing starts with the single byte 0x60 (RFC 2743 3.1), as
+     * kcd_spnego_decode() and MIT expect: the high-tag-number form of
+     * the same tag (0x7f 0x00), which ASN1_get_object() reads as
+     * [APPLICATION 0] too, is no framed token
+     */
+
+    if (in == NULL || len == 0 || len > KCD_SPNEGO_MAX_TOKEN
+        || in[0] != 0x60)
+    {
         return KCD_SPNEGO_MECH_UNKNOWN;
     }
 

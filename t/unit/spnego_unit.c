@@ -166,6 +166,21 @@ test_mit_tokens(void)
           == KCD_SPNEGO_MECH_UNKNOWN
        && kcd_spnego_this_mech(buf, 1) == KCD_SPNEGO_MECH_UNKNOWN,
        "thisMech of SPNEGO, NTLMSSP, a truncated header: not krb5");
+
+    /*
+     * fuzz/corpus/spnego_decode/this-mech-high-tag-form: [APPLICATION 0]
+     * in the high-tag-number form (7f 00) around thisMech NTLMSSP; the
+     * decoder does not see a framed token in it, neither may this_mech
+     */
+    n = unhex("7f0000060a2b06010401823702020a0000000000a0022900", buf,
+              sizeof(buf));
+    ok(kcd_spnego_this_mech(buf, n) == KCD_SPNEGO_MECH_UNKNOWN
+       && kcd_spnego_decode(buf, n, &tok) == KCD_SPNEGO_ERROR,
+       "thisMech of a high-tag-number [APPLICATION 0]: none");
+    n = unhex("7f00" "1306092a864886f71201020201006e0430023000", buf,
+              sizeof(buf));
+    ok(kcd_spnego_this_mech(buf, n) == KCD_SPNEGO_MECH_UNKNOWN,
+       "raw Kerberos in the high-tag-number form: not krb5");
     n = unhex(raw_krb5, buf, sizeof(buf));
 
     ok(kcd_spnego_decode((const unsigned char *) "NTLMSSP\0\1\0\0\0", 12,
