@@ -18,7 +18,8 @@
 #    NegoEx] with the NEGOTIATE (flags 0xe208b297), NegoEx first (the
 #    module selects NTLMSSP further down), the [MS-SPNG] 2.2.1
 #    negTokenInit2 with the server's hint, the client's NEGOTIATE and
-#    AUTHENTICATE legs in negTokenResp with mechListMIC;
+#    AUTHENTICATE legs in negTokenResp with mechListMIC; lists of 32
+#    mechanisms (the limit) and 33, an unknown OID first;
 #  - the module's own replies, written by its codec (build/spnego_unit
 #    resp): accept-incomplete + supportedMech NTLMSSP + CHALLENGE, the bare
 #    "NTLMSSP selected" reply, accept-completed + mechListMIC, and MIT's
@@ -208,6 +209,11 @@ spnego('windows-init-mic', spnego_init(mechs => \@win, token => $t1,
 spnego('ms-spng-init2-hint', spnego_init(mechs => \@win, init2 => 1));
 spnego('ms-spng-init2-ntlmssp', spnego_init(mechs => \@win, init2 => 1,
                                             token => $t1));
+spnego('limit-32-mechs', spnego_init(mechs => [(@win) x 8], token => $t1));
+spnego('over-33-mechs', spnego_init(mechs => [(@win) x 8, 'ntlmssp'],
+                                    token => $t1));
+spnego('unknown-mech-first', spnego_init(mechs => [qw(other ntlmssp)],
+                                         token => $t1));
 spnego('windows-resp-negotiate', spnego_resp(token => $t1));
 spnego('windows-resp-authenticate-mic', spnego_resp(token => $t3,
                                                     mic => $cmic));
