@@ -303,10 +303,24 @@ kcd_ntlm_nt_hash(const char *password, size_t len, uint8_t hash[16])
 }
 
 
-/* HMAC-MD5 with the OpenSSL 3 EVP_MAC API (MD5 is in the default provider) */
+/*
+ * HMAC-MD5 with the OpenSSL 3 EVP_MAC API (MD5 is in the default provider).
+ *
+ * Fetching the HMAC implementation and the MD5 digest by name takes the
+ * provider store's locks and string compares: about half the cost of one
+ * HMAC-MD5 of an NTLM message, four of which are computed per logon.  So
+ * one prototype context with the digest set is fetched once per process
+ * and every HMAC starts from a copy of it (EVP_MAC_CTX_dup: reads only,
+ * safe from any thread); each copy is keyed, used and freed (the free
+ * cleanses the key schedule) as before.  The prototype holds no key.
+ */
 
-static EVP_MAC_CTX *
-kcd_hmac_md5_init(const uint8_t *key, size_t key_len)
+static pthread_once_t   kcd_hmac_md5_once = PTHREAD_ONCE_INIT;
+static EVP_MAC_CTX     *kcd_hmac_md5_proto;
+
+
+static void
+kcd_hmac_md5_load(void)
 {
     EVP_MAC      *mac;
     OSSL_PARAM    params[2];
@@ -314,21 +328,46 @@ kcd_hmac_md5_init(const uint8_t *key, size_t key_len)
 
     mac = EVP_MAC_fetch(NULL, OSSL_MAC_NAME_HMAC, NULL);
     if (mac == NULL) {
-        return NULL;
+        return;
     }
 
     ctx = EVP_MAC_CTX_new(mac);
     EVP_MAC_free(mac);
 
     if (ctx == NULL) {
-        return NULL;
+        return;
     }
 
     params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
                                                  (char *) "MD5", 0);
     params[1] = OSSL_PARAM_construct_end();
 
-    if (!EVP_MAC_init(ctx, key, key_len, params)) {
+    if (!EVP_MAC_CTX_set_params(ctx, params)) {
+        EVP_MAC_CTX_free(ctx);
+        return;
+    }
+
+    kcd_hmac_md5_proto = ctx;
+}
+
+
+static EVP_MAC_CTX *
+kcd_hmac_md5_init(const uint8_t *key, size_t key_len)
+{
+    EVP_MAC_CTX  *ctx;
+
+    (void) pthread_once(&kcd_hmac_md5_once, kcd_hmac_md5_load);
+
+    if (kcd_hmac_md5_proto == NULL) {
+        return NULL;
+    }
+
+    ctx = EVP_MAC_CTX_dup(kcd_hmac_md5_proto);
+    if (ctx == NULL) {
+        return NULL;
+    }
+
+    if (!EVP_MAC_init(ctx, key, key_len, NULL)) {
         EVP_MAC_CTX_free(ctx);
         return NULL;
     }

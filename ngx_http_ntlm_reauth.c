@@ -40,6 +40,7 @@ static ngx_int_t ngx_http_kcd_cb_expected(ngx_http_request_t *r,
     u_char *hash);
 static int ngx_http_kcd_ntlm_verify_mic(ngx_http_kcd_ctx_t *ctx,
     ngx_http_kcd_ntlm_pending_t *pend, const u_char *session_key);
+static int ngx_http_kcd_server_challenge(u_char challenge[8]);
 static ngx_int_t ngx_http_kcd_utf8_name(ngx_http_request_t *r,
     const u_char *in, size_t len, ngx_str_t *out);
 
@@ -82,6 +83,46 @@ ngx_http_kcd_ntlm_handle(ngx_http_request_t *r, ngx_http_kcd_loc_conf_t *klcf,
         ngx_http_kcd_count(r, bad_request);
         return NGX_HTTP_BAD_REQUEST;
     }
+}
+
+
+/*
+ * The 8-byte ServerChallenge of a CHALLENGE (MS-NLMP 2.2.1.2, 3.2.5.1.1):
+ * OpenSSL's CSPRNG, drawn 64 challenges at a time.  One RAND_bytes() call
+ * costs about 0.9 us (DRBG lock, fork check) whatever its length, as much
+ * as one HMAC-MD5 of the logon, so the pool is filled with one call and
+ * each challenge is taken out of it once and wiped there.  The pool
+ * belongs to the process that filled it (ngx_pid, set by nginx after
+ * fork): a worker never serves challenges drawn before its fork.
+ * Returns 0, or -1 when RAND_bytes() fails.
+ */
+
+#define NGX_HTTP_KCD_CHALLENGE_POOL  64
+
+static int
+ngx_http_kcd_server_challenge(u_char challenge[8])
+{
+    static u_char     pool[NGX_HTTP_KCD_CHALLENGE_POOL * 8];
+    static ngx_uint_t left;
+    static ngx_pid_t  owner;
+    u_char           *p;
+
+    if (left == 0 || owner != ngx_pid) {
+        if (RAND_bytes(pool, sizeof(pool)) != 1) {
+            kcd_ntlm_wipe(pool, sizeof(pool));
+            left = 0;
+            return -1;
+        }
+
+        left = NGX_HTTP_KCD_CHALLENGE_POOL;
+        owner = ngx_pid;
+    }
+
+    p = pool + --left * 8;
+    ngx_memcpy(challenge, p, 8);
+    kcd_ntlm_wipe(p, 8);
+
+    return 0;
 }
 
 
@@ -141,7 +182,7 @@ ngx_http_kcd_ntlm_negotiate(ngx_http_request_t *r,
     ngx_memzero(&params, sizeof(params));
     params.client_flags = neg.flags;
 
-    if (RAND_bytes(params.challenge, sizeof(params.challenge)) != 1) {
+    if (ngx_http_kcd_server_challenge(params.challenge) != 0) {
         ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
                       "kcd: RAND_bytes() failed: no NTLM challenge");
         return NGX_HTTP_INTERNAL_SERVER_ERROR;

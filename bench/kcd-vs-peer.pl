@@ -5,7 +5,8 @@
 # mod_auth_gssapi + gss-ntlmssp), driven by the same C client in one run.
 #
 #   sh bench/kcd-vs-peer.sh [--seconds 5] [--rounds 3] [--conns 32]
-#                           [--follow 0] [--cpu 1] [--peer-procs 4] [--keep]
+#                           [--follow 0] [--cpu 1] [--peer-procs 4]
+#                           [--cpu-budget P] [--keep]
 #
 # Set-up, one temporary directory, loopback only:
 #   - backend: nginx without the module, a 44-byte static file;
@@ -20,7 +21,8 @@
 #     NTLM_USER_FILE), raw NTLM, GssapiConnectionBound On, mod_proxy_http
 #     to the same backend;
 #   - both servers pinned to the same CPU (--cpu, default 1), the client
-#     and the backend to the other one.
+#     and the backend to the other one; with --cpu-budget P each server
+#     gets P % of that CPU from a cpu cgroup of its own (see below).
 #
 # Load: bench/kcd-handshake.c (built here): CONNS connections, each does
 # connect, NEGOTIATE, AUTHENTICATE (NTLMv2 with MIC), FOLLOW more GETs,
@@ -44,11 +46,11 @@ use KcdTest qw(port);
 use KcdNTLM qw(:all);
 
 my %o = (seconds => 5, rounds => 3, conns => 32, follow => 0, cpu => 1,
-         'peer-procs' => 4);
+         'peer-procs' => 4, 'cpu-budget' => 0);
 GetOptions(\%o, 'seconds=f', 'rounds=i', 'conns=i', 'follow=i', 'cpu=i',
-           'peer-procs=i', 'keep')
+           'peer-procs=i', 'keep', 'cpu-budget=i')
     or die "usage: $0 [--seconds N] [--rounds N] [--conns N] [--follow K] "
-         . "[--cpu N] [--keep]\n";
+         . "[--cpu N] [--peer-procs N] [--cpu-budget P] [--keep]\n";
 
 $SIG{ALRM} = sub { die "kcd-vs-peer: timeout\n" };
 alarm 60 + $o{rounds} * 3 * ($o{seconds} + 5);
@@ -255,6 +257,67 @@ sub children {
 pin($scpu, $t->pid, $t->worker_pids, $apid, children($apid));
 pin($ccpu, $tb->pid, $tb->worker_pids);
 
+# --cpu-budget P: each server gets the same CPU time, P % of its core, from
+# a cpu cgroup of its own (CFS bandwidth: quota P ms per 100 ms).  The
+# server's own CPU is then the limit for both, not the client's core, and
+# the rates compare what each does with the same CPU.  Processes forked
+# later (Apache's children) inherit their parent's cgroup.
+my @cgroups;
+sub cpu_budget {
+    my ($name, @pids) = @_;
+    my ($v1, $v2) = ('/sys/fs/cgroup/cpu', '/sys/fs/cgroup');
+    my ($dir, %f);
+    if (-f "$v1/cpu.cfs_quota_us" || -f "$v1/tasks") {
+        $dir = "$v1/kcd-bench-$$-$name";
+        %f = ("cpu.cfs_period_us" => 100000,
+              "cpu.cfs_quota_us" => 1000 * $o{'cpu-budget'});
+    } elsif (-f "$v2/cgroup.controllers"
+             && `cat $v2/cgroup.controllers` =~ /\bcpu\b/) {
+        $dir = "$v2/kcd-bench-$$-$name";
+        %f = ("cpu.max" => 1000 * $o{'cpu-budget'} . " 100000");
+    } else {
+        die "kcd-vs-peer: --cpu-budget needs a cpu cgroup (v1 cpu "
+            . "controller or cgroup v2 with cpu enabled) and root\n";
+    }
+    mkdir $dir or die "kcd-vs-peer: mkdir $dir: $!\n";
+    push @cgroups, $dir;
+    for my $k (sort keys %f) {
+        open(my $fh, '>', "$dir/$k") or die "$dir/$k: $!\n";
+        print $fh "$f{$k}\n";
+        close $fh or die "$dir/$k: $!\n";
+    }
+    for my $pid (@pids) {
+        open(my $fh, '>', "$dir/cgroup.procs") or die "$dir/cgroup.procs: $!\n";
+        print $fh "$pid\n";
+        close $fh or die "kcd-vs-peer: moving $pid into $dir: $!\n";
+    }
+}
+END {
+    # back to the parent cgroup (the servers are still being stopped),
+    # then the empty cgroup can go
+    for my $dir (@cgroups) {
+        (my $parent = $dir) =~ s{/[^/]+$}{};
+        for (1 .. 20) {
+            open(my $in, '<', "$dir/cgroup.procs") or last;
+            my @p = grep { /^\d+$/ } map { chomp; $_ } <$in>;
+            close $in;
+            for my $pid (@p) {
+                open(my $out, '>', "$parent/cgroup.procs") or next;
+                print $out "$pid\n";
+                close $out;
+            }
+            last if rmdir $dir;
+            sleep 0.05;
+        }
+    }
+}
+if ($o{'cpu-budget'}) {
+    die "kcd-vs-peer: --cpu-budget is a percentage of one core (1-100)\n"
+        if $o{'cpu-budget'} < 1 || $o{'cpu-budget'} > 100;
+    cpu_budget('nginx', $t->pid, $t->worker_pids);
+    cpu_budget('apache', $apid, children($apid));
+}
+
 sub run_client {
     my ($port, $path, @extra) = @_;
     my @cmd = ('taskset', '-c', $ccpu, $client, '-t', "127.0.0.1:$port",
@@ -277,8 +340,9 @@ for my $s (['module', port(8080), '/auth/'], ['peer', $aport, '/auth/'],
 }
 
 print STDERR "kcd-vs-peer: $o{rounds} rounds x $o{seconds} s, $o{conns} "
-    . "connections, $o{follow} follow-up(s), servers on CPU $scpu, "
-    . "client and backend on CPU $ccpu\n";
+    . "connections, $o{follow} follow-up(s), servers on CPU $scpu"
+    . ($o{'cpu-budget'} ? " with $o{'cpu-budget'} % of it each" : '')
+    . ", client and backend on CPU $ccpu\n";
 my %res;
 for my $round (1 .. $o{rounds}) {
     for my $s (['module', port(8080), '/auth/', $t->pid],
@@ -309,15 +373,18 @@ for my $s (qw(module peer base)) {
 }
 
 print "\n| server | handshakes/s | latency p50 / p90 / p99 (ms) "
-    . "| server CPU per handshake (us) | client CPU per handshake (us) "
-    . "| errors |\n|---|---:|---:|---:|---:|---:|\n";
+    . "| server CPU per handshake (us) | server CPU used (% of a core) "
+    . "| client CPU per handshake (us) | errors |\n"
+    . "|---|---:|---:|---:|---:|---:|---:|\n";
 for my $s (['module', 'nginx + module (`kcd_auth ntlm`, user file)'],
            ['peer', 'Apache + mod_auth_gssapi + gss-ntlmssp'],
            ['base', 'nginx alone, same exchanges (no NTLM)']) {
     my $x = $m{$s->[0]};
-    printf "| %s | %.0f | %.2f / %.2f / %.2f | %.1f | %.1f | %d |\n", $s->[1],
-        $x->{hs_per_sec}, $x->{lat_p50}, $x->{lat_p90}, $x->{lat_p99},
-        $x->{server_us_per_hs}, $x->{client_us_per_hs}, $x->{errors};
+    printf "| %s | %.0f | %.2f / %.2f / %.2f | %.1f | %.0f | %.1f | %d |\n",
+        $s->[1], $x->{hs_per_sec}, $x->{lat_p50}, $x->{lat_p90},
+        $x->{lat_p99}, $x->{server_us_per_hs},
+        $x->{hs_per_sec} * $x->{server_us_per_hs} / 1e4,
+        $x->{client_us_per_hs}, $x->{errors};
 }
 printf "\nmodule / peer handshakes/s: %.1fx (target >= 10x); module server "
     . "CPU per handshake %.1f us (target <= 60 us), %.2fx nginx alone\n",
@@ -326,4 +393,6 @@ printf "\nmodule / peer handshakes/s: %.1fx (target >= 10x); module server "
     $m{base}{server_us_per_hs}
         ? $m{module}{server_us_per_hs} / $m{base}{server_us_per_hs} : 0;
 print "medians of $o{rounds} rounds x $o{seconds} s, $o{conns} connections, "
-    . "$o{follow} follow-up request(s) per handshake\n";
+    . "$o{follow} follow-up request(s) per handshake"
+    . ($o{'cpu-budget'} ? ", each server limited to $o{'cpu-budget'} % of "
+       . "CPU $scpu" : '') . "\n";

@@ -220,12 +220,14 @@ subtest 'Type 2' => sub {
 subtest 'challenges are fresh' => sub {
     my %seen;
     my $c = plain();
-    for my $i (1 .. 20) {
-        $c = plain() if $i == 11;    # half on another connection
+    # 150: past two refills of the worker's pool of 64 challenges
+    for my $i (1 .. 150) {
+        $c = plain() if $i % 10 == 1;    # ten handshakes per connection
         my (undef, undef, $t2) = neg1($c, '/fresh');
         $seen{unpack('H*', $t2->{challenge})}++ if $t2;
     }
-    is(scalar keys %seen, 20, '20 handshakes, 20 distinct challenges');
+    is(scalar keys %seen, 150, '150 handshakes, 150 distinct challenges');
+    ok(!grep({ $_ eq '00' x 8 } keys %seen), 'no all-zero challenge');
 };
 
 subtest 'valid Type 3' => sub {
