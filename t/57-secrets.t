@@ -94,9 +94,16 @@ chown $nobody_uid, -1, "$dir/rcache";
 
 $t->run;
 
-my @w = $t->worker_pids;
+# a worker just forked is still root until ngx_worker_process_init()
+# switches it to nobody: wait for that (up to 5 s), then look
+my (@w, $uid);
+for (1 .. 100) {
+    @w = $t->worker_pids;
+    $uid = @w ? (stat "/proc/$w[0]")[4] : undef;
+    last if defined $uid && $uid == $nobody_uid;
+    select(undef, undef, undef, 0.05);
+}
 ok(@w, 'workers running');
-my $uid = (stat "/proc/$w[0]")[4];
 is($uid, $nobody_uid, 'workers run as nobody');
 is((stat $keytab)[2] & 0777, 0600, 'keytab is root 0600');
 is((stat "$dir/users")[2] & 0777, 0600, 'user file is root 0600');
