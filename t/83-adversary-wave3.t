@@ -320,6 +320,89 @@ subtest 'ServerChallenge: distinct across workers, reload, connections' => sub {
     ok(!exists $seen{"\0" x 8}, 'no all-zero (wiped) challenge');
 };
 
+# ---------------------------------------------------------------- 9
+subtest 'many re-authentications on one connection (LSan at exit)' => sub {
+    my $c = conn();
+    my @who = ('alice', 'K', $long, 'big', "j\xc3\xbcrgen", 'CD');
+    my $bad = 0;
+    for my $i (0 .. 59) {
+        my $u = $who[$i % @who];
+        if ($i % 5 == 4) {
+            # abandoned handshake: Type 1 only, then a SPNEGO one
+            $c->get('/', headers => [Host => 'a.test',
+                Authorization => 'NTLM ' . encode_base64(type1(), '')]);
+            my ($r1, $r) = spnego_ntlm_login($c, '/', user => decode_utf8($u),
+                domain => 'KCD', password => $PW{$u},
+                mechs => [$i % 2 ? qw(ntlmssp krb5) : qw(krb5 ntlmssp)],
+                headers => [Host => 'a.test']);
+            $bad++ unless $r && $r->status == 200;
+        } else {
+            my $r = login($c, $i % 3 ? '/' : '/staff/', $u);
+            $bad++ unless $r && ($r->status == 200 || $r->status == 403);
+        }
+        my $id = id_of(get($c, '/'));
+        $bad++ unless $id =~ /^\Q$u\E\@KCD\.TEST\|/
+            || $id =~ /^KCD\\\Q$u\E\|\Q$u\E\|KCD\|\Q$u\E\@KCD\.TEST\|/;
+    }
+    is($bad, 0, '60 logons (raw, SPNEGO, abandoned) on one connection: '
+       . 'every next request shows the last user');
+};
+
+# ---------------------------------------------------------------- 10
+# (no HUP here: nginx itself stops answering after a reload with
+# master_process off, module or not)
+subtest 'ServerChallenge with master_process off' => sub {
+    my $s = KcdTest->new;
+    my $d = $s->testdir;
+    $s->write_file('users', line('KCD\\alice', $PW{alice}));
+    $s->write_file('index.html', "ok\n");
+    $s->write_config(<<"EOF", raw => 1);
+load_module %%MODULE%%;
+daemon on;
+master_process off;
+pid $d/nginx.pid;
+lock_file $d/nginx.lock;
+error_log $d/error.log info;
+events { }
+http {
+    access_log $d/access.log;
+    client_body_temp_path $d/client_body_temp;
+    server {
+        listen 127.0.0.1:%%PORT_8280%%;
+        kcd_auth ntlm;
+        kcd_ntlm_user_file %%TESTDIR%%/users;
+        kcd_ntlm_domain KCD;
+        root %%TESTDIR%%;
+        location / { }
+    }
+}
+EOF
+    $s->run(timeout => 2);
+    my %seen;
+    my ($n, $dups) = (0, 0);
+    my $take = sub {
+        for (1 .. 70) {
+            my $c = KcdTest::Conn->new(port => port(8280));
+            my $r = $c->get('/', headers =>
+                [Authorization => 'NTLM ' . encode_base64(type1(), '')]);
+            my ($v) = map { /^NTLM\s+(\S+)/ ? $1 : () }
+                $r->headers_all('WWW-Authenticate');
+            next unless $v;
+            $dups++ if $seen{parse_type2(decode_base64($v))->{challenge}}++;
+            $n++;
+        }
+    };
+    $take->();
+    $take->();
+    is($n, 140, '140 challenges from the single process');
+    is($dups, 0, 'all distinct across the pool refills');
+    my $c = KcdTest::Conn->new(port => port(8280));
+    my ($r1, $r) = ntlm_login($c, '/', user => 'alice', domain => 'KCD',
+                              password => $PW{alice});
+    is($r && $r->status, 200, 'a logon after 140 challenges');
+    $s->stop;
+};
+
 # ---------------------------------------------------------------- Kerberos
 #
 # A server that delegates in one location only (/deleg/): the Kerberos
