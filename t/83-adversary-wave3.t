@@ -11,6 +11,15 @@
 # logon request saw, for names built to make the deduplication alias
 # (user name inside the domain, the realm, the principal, the groups),
 # non-ASCII and long names, and across re-authentication.
+#
+# Which subtests catch which regression (checked by mutating the code):
+# "aliasing names" a wrong offset or length in the packing (e.g. a
+# deduplication that matches a prefix); "groups" groups lost in the
+# unpacked identity; "Kerberos, then the next request" the client's
+# ticket not kept in a server that delegates only in some locations;
+# "ServerChallenge" a pool slice served twice or wiped before it is
+# copied.  Under KCD_SANITIZE=1 (t/90) LeakSanitizer checks that the 60
+# re-authentications of one connection free every block.
 
 use strict;
 use warnings;
@@ -131,7 +140,8 @@ sub id_of { my ($r) = @_; return $r ? $r->header('X-Id') // '' : '' }
 sub login {
     my ($c, $path, $user, %o) = @_;
     my ($r1, $r) = ntlm_login($c, $path, user => decode_utf8($user),
-        domain => 'KCD', password => $PW{$user}, headers => [Host => 'a.test'], %o);
+        domain => 'KCD', password => $PW{$user},
+        headers => [Host => 'a.test'], %o);
     return $r;
 }
 
