@@ -425,7 +425,7 @@ my $missing = KcdRealm->missing || KcdApache->missing
         : 'python3-gssapi');
 
 SKIP: {
-skip "Kerberos: missing $missing", 3 if $missing;
+skip "Kerberos: missing $missing", 4 if $missing;
 
 my $k = KcdTest->new;
 my $kdir = $k->testdir;
@@ -567,6 +567,29 @@ subtest 'Kerberos alice, then a failed NTLM re-auth: nothing delegated'
     is($r->status, 401, '/rec/ afterwards: 401');
     is($realm->count_requests(since => $mark), 0, 'no KDC request');
     is(scalar($rec->requests), 0, 'nothing reached the backend');
+};
+
+subtest 'Kerberos alice, then SPNEGO NTLM carol (NegoEx first)' => sub {
+    my $tok = $token->() or return fail('no Kerberos token');
+    my $c = KcdTest::Conn->new(port => $kport);
+    my $r = $kget->($c, '/', Authorization => "Negotiate $tok");
+    is($r->status, 200, 'Kerberos alice: 200');
+    my $mark = $k->log_mark;
+    my ($r1, $r2) = spnego_ntlm_login($c, '/', user => 'carol',
+        domain => 'KCD', password => $KPW{carol},
+        mechs => [qw(negoex ntlmssp)],
+        headers => [Host => 'proxy.kcd.test']);
+    is($r2 && $r2->status, 200, 'SPNEGO NTLM carol: 200');
+    like($k->error_log(since => $mark),
+         qr/re-authentication \(SPNEGO\) on an authenticated connection: (?x)
+            "alice\@KCD\.TEST" \s dropped/,
+         'the log names alice as the identity dropped');
+    my $kmark = $realm->log_mark;
+    $r = $kget->($c, '/deleg/');
+    like($r->body, qr/^user=carol\@KCD\.TEST /,
+         '/deleg/: the backend saw carol');
+    like($tgs->($kmark), qr/for HTTP\/proxy\.kcd\.test\@/,
+         "S4U2Self for carol, not alice's ticket");
 };
 
 $k->stop;
