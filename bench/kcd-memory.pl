@@ -26,7 +26,7 @@ use strict;
 use warnings;
 
 use FindBin;
-use lib "$FindBin::Bin/../t/lib";
+use lib "$FindBin::Bin/../t/lib", "$FindBin::Bin/lib";
 
 use Getopt::Long;
 use IPC::Open2;
@@ -34,6 +34,7 @@ use Time::HiRes qw(sleep time);
 
 use KcdTest qw(port);
 use KcdNTLM qw(:all);
+use KcdBench qw(prepare start_backend write_users servers_conf);
 
 my %o = (conns => 10000, follow => 1);
 GetOptions(\%o, 'conns=i', 'follow=i', 'walk', 'keep')
@@ -49,74 +50,14 @@ my $REPO = KcdTest::repo_root();
 
 my $t = KcdTest->new;
 my $dir = $t->testdir;
-system('cp', KcdTest::module_path(), "$dir/kcd_module.so") == 0
-    or die "cannot copy the module\n";
-$ENV{KCD_MODULE} = "$dir/kcd_module.so";
-
-my $client = "$dir/kcd-handshake";
-system('make', '-s', '-C', $REPO, "BUILD=$dir", $client) == 0
-    or die "cannot build kcd-handshake\n";
-
-mkdir "$dir/backend";
-my $tb = KcdTest->new(dir => "$dir/backend");
-mkdir "$dir/backend/html";
-$tb->write_file('html/bench.txt', "backend ok\n" x 4);
-my %bo = (module => 0, workers => 1, log_level => 'warn');
-$tb->write_config(<<'EOF', %bo);
-    access_log off;
-    server {
-        listen 127.0.0.1:%%PORT_9000%%;
-        keepalive_requests 1000000;
-        location / { root %%TESTDIR%%/html; }
-    }
-EOF
-$tb->run;
-
-$t->write_file('users', "KCD\\alice:" . unpack('H*', nt_hash('Secret1')) . "\n");
-my $fixed_t2 = b64(make_type2(av => [[2, utf16le('KCD')], [1, utf16le('WEB01')],
-                                     [7, "\0" x 8]]));
+my $client = prepare($t);
+my $tb = start_backend($dir);
+write_users($t, alice => 'Secret1');
 my $nconn = $o{conns} + 2048;
 my %po = (workers => 1, log_level => 'warn',
           main => 'worker_rlimit_nofile 20000;',
           events => "worker_connections $nconn;");
-$t->write_config(<<"EOF", %po);
-    access_log off;
-    upstream be {
-        server 127.0.0.1:%%PORT_9000%%;
-        keepalive 16;
-    }
-    server {
-        listen 127.0.0.1:%%PORT_8080%% backlog=4096;
-        keepalive_requests 1000000;
-        keepalive_timeout 600s;
-        kcd_ntlm_domain KCD;
-        proxy_http_version 1.1;
-        proxy_set_header Connection "";
-
-        location /auth/ {
-            kcd_auth ntlm;
-            kcd_ntlm_user_file $dir/users;
-            proxy_pass http://be/;
-        }
-    }
-    # nginx alone: a server without kcd_auth (the module takes NTLM
-    # Authorization headers into custody in servers that use it)
-    server {
-        listen 127.0.0.1:%%PORT_8081%% backlog=4096;
-        keepalive_requests 1000000;
-        keepalive_timeout 600s;
-        proxy_http_version 1.1;
-        proxy_set_header Connection "";
-
-        location /base/ {
-            add_header WWW-Authenticate "NTLM $fixed_t2" always;
-            if (\$http_authorization ~ "^NTLM TlRMTVNTUAABAAAA") {
-                return 401;
-            }
-            proxy_pass http://be/;
-        }
-    }
-EOF
+$t->write_config(servers_conf($dir, 16), %po);
 
 sub rss_kib {
     my ($pid) = @_;

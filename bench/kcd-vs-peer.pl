@@ -34,7 +34,7 @@ use strict;
 use warnings;
 
 use FindBin;
-use lib "$FindBin::Bin/../t/lib";
+use lib "$FindBin::Bin/../t/lib", "$FindBin::Bin/lib";
 
 use File::Path qw(make_path);
 use Getopt::Long;
@@ -44,6 +44,7 @@ use Time::HiRes qw(time sleep);
 
 use KcdTest qw(port);
 use KcdNTLM qw(:all);
+use KcdBench qw(prepare start_backend write_users servers_conf);
 
 my %o = (seconds => 5, rounds => 3, conns => 32, follow => 0, cpu => 1,
          'peer-procs' => 4, 'cpu-budget' => 0);
@@ -73,73 +74,16 @@ my $ccpu = $ncpu > 1 ? ($scpu + 1) % $ncpu : 0;
 
 my $t = KcdTest->new;
 my $dir = $t->testdir;
-system('cp', KcdTest::module_path(), "$dir/kcd_module.so") == 0
-    or die "cannot copy the module\n";
-$ENV{KCD_MODULE} = "$dir/kcd_module.so";
-
-my $client = "$dir/kcd-handshake";
-system('make', '-s', '-C', $REPO, "BUILD=$dir", $client) == 0
-    or die "cannot build kcd-handshake\n";
+my $client = prepare($t);
 
 my %users = (alice => 'Secret1', carol => 'Secret3');
 
 # backend
-mkdir "$dir/backend";
-my $tb = KcdTest->new(dir => "$dir/backend");
-mkdir "$dir/backend/html";
-$tb->write_file('html/bench.txt', "backend ok\n" x 4);
-$tb->write_config(<<'EOF', module => 0, workers => 1, log_level => 'warn');
-    access_log off;
-    server {
-        listen 127.0.0.1:%%PORT_9000%% backlog=4096;
-        keepalive_requests 1000000;
-        location / { root %%TESTDIR%%/html; }
-    }
-EOF
-$tb->run;
+my $tb = start_backend($dir);
 
-# the module
-$t->write_file('users', join('', map {
-    "KCD\\$_:" . unpack('H*', nt_hash($users{$_})) . "\n" } sort keys %users));
-my $fixed_t2 = b64(make_type2(av => [[2, utf16le('KCD')], [1, utf16le('WEB01')],
-                                     [7, "\0" x 8]]));
-$t->write_config(<<"EOF", workers => 1, log_level => 'warn');
-    access_log off;
-    upstream be {
-        server 127.0.0.1:%%PORT_9000%%;
-        keepalive 64;
-    }
-    server {
-        listen 127.0.0.1:%%PORT_8080%% backlog=4096;
-        keepalive_requests 1000000;
-        kcd_ntlm_domain KCD;
-        proxy_http_version 1.1;
-        proxy_set_header Connection "";
-
-        location /auth/ {
-            kcd_auth ntlm;
-            kcd_ntlm_user_file $dir/users;
-            proxy_pass http://be/;
-        }
-    }
-    # nginx alone: a server without kcd_auth (the module takes NTLM
-    # Authorization headers into custody in servers that use it)
-    server {
-        listen 127.0.0.1:%%PORT_8081%% backlog=4096;
-        keepalive_requests 1000000;
-        keepalive_timeout 600s;
-        proxy_http_version 1.1;
-        proxy_set_header Connection "";
-
-        location /base/ {
-            add_header WWW-Authenticate "NTLM $fixed_t2" always;
-            if (\$http_authorization ~ "^NTLM TlRMTVNTUAABAAAA") {
-                return 401;
-            }
-            proxy_pass http://be/;
-        }
-    }
-EOF
+# the module, and nginx alone
+write_users($t, %users);
+$t->write_config(servers_conf($dir, 64), workers => 1, log_level => 'warn');
 $t->run;
 
 # the peer
